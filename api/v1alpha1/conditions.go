@@ -1,0 +1,65 @@
+package v1alpha1
+
+// Condition types of a LeaderGroup.
+const (
+	// ConditionReady is True when the group is served as declared.
+	ConditionReady = "Ready"
+	// ConditionLeaderElected is True while a holder has a valid lease.
+	ConditionLeaderElected = "LeaderElected"
+)
+
+// Condition reasons of a LeaderGroup.
+const (
+	// ReasonReconciled: the group is served as declared.
+	ReasonReconciled = "Reconciled"
+	// ReasonInvalidSpec: the spec cannot be served as written; the message says why.
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonConflict: an older group names the same Lease; this one runs nothing.
+	ReasonConflict = "Conflict"
+	// ReasonNoCandidates: no candidate can lead.
+	ReasonNoCandidates = "NoCandidates"
+	// ReasonSuspended: spec.suspend is true.
+	ReasonSuspended = "Suspended"
+	// ReasonLeaseNamespaceNotAllowed: the Lease is in a namespace this group may not use.
+	ReasonLeaseNamespaceNotAllowed = "LeaseNamespaceNotAllowed"
+	// ReasonSourceNotSupported: this manager cannot serve the group's candidate source.
+	ReasonSourceNotSupported = "SourceNotSupported"
+	// ReasonElected: a holder has a valid lease.
+	ReasonElected = "Elected"
+	// ReasonNoHolder: the Lease is absent or released.
+	ReasonNoHolder = "NoHolder"
+	// ReasonLeaseExpired: the holder stopped renewing and leaseDuration has passed.
+	ReasonLeaseExpired = "LeaseExpired"
+)
+
+// StartReason says how a holder's term began.
+// +kubebuilder:validation:Enum=Elected;AfterRelease;AfterExpiry;Handover;Unknown
+type StartReason string
+
+const (
+	// StartElected: the first holder of a new or empty Lease.
+	StartElected StartReason = "Elected"
+	// StartAfterRelease: acquired a Lease its previous holder released.
+	StartAfterRelease StartReason = "AfterRelease"
+	// StartAfterExpiry: took over a Lease its previous holder stopped renewing.
+	StartAfterExpiry StartReason = "AfterExpiry"
+	// StartHandover: leadership was moved here on purpose.
+	StartHandover StartReason = "Handover"
+	// StartUnknown: the observer could not tell.
+	StartUnknown StartReason = "Unknown"
+)
+
+// EndReason says how a holder's term ended.
+// +kubebuilder:validation:Enum=Released;Expired;Handover;Unknown
+type EndReason string
+
+const (
+	// EndReleased: the holder released the Lease.
+	EndReleased EndReason = "Released"
+	// EndExpired: the holder stopped renewing and leaseDuration passed.
+	EndExpired EndReason = "Expired"
+	// EndHandover: leadership was moved away on purpose.
+	EndHandover EndReason = "Handover"
+	// EndUnknown: the observer could not tell.
+	EndUnknown EndReason = "Unknown"
+)

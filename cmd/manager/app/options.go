@@ -1,0 +1,177 @@
+// Package app builds and runs the election-manager from its command line.
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+)
+
+// Options is the manager's command line. Scripts and the Helm chart rely on these
+// flag names: change them only with a deprecation.
+type Options struct {
+	Kubeconfig             string
+	ID                     string
+	MetricsBindAddress     string
+	SecureMetrics          bool
+	HealthProbeBindAddress string
+	Namespaces             []string
+	GroupSelector          string
+
+	// Lock is the manager's own lock: the instance holding it writes status.
+	Lock LockOptions
+
+	Zap zap.Options
+}
+
+// LockOptions configures the manager's own Lease.
+type LockOptions struct {
+	Name          string
+	Namespace     string
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
+}
+
+// NewOptions returns Options with their defaults.
+func NewOptions() *Options {
+	return &Options{
+		MetricsBindAddress:     ":8443",
+		SecureMetrics:          true,
+		HealthProbeBindAddress: ":8081",
+		Lock: LockOptions{
+			Name:          "election-manager",
+			LeaseDuration: 15 * time.Second,
+			RenewDeadline: 10 * time.Second,
+			RetryPeriod:   2 * time.Second,
+		},
+		Zap: zap.Options{Development: false},
+	}
+}
+
+// BindFlags registers every option on fs.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig,
+		"Path to a kubeconfig. Empty: $KUBECONFIG, ~/.kube/config, or the in-cluster config.")
+	fs.StringVar(&o.ID, "id", o.ID,
+		"Identity of this instance in elections. Default: hostname plus a random suffix, unique per process.")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress,
+		"Address the metrics endpoint binds to. 0 disables it.")
+	fs.BoolVar(&o.SecureMetrics, "metrics-secure", o.SecureMetrics,
+		"Serve metrics over HTTPS behind Kubernetes authentication and authorization.")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress,
+		"Address the health and readiness probes bind to. 0 disables them.")
+	fs.Func("namespaces", "Comma-separated namespaces whose LeaderGroups this instance serves. Empty: all.",
+		func(s string) error { o.Namespaces = splitList(s); return nil })
+	fs.StringVar(&o.GroupSelector, "group-selector", o.GroupSelector,
+		"Label selector: this instance serves only the LeaderGroups it matches. Empty: all.")
+	fs.StringVar(&o.Lock.Name, "lock-name", o.Lock.Name,
+		"Name of the Lease that decides which instance writes status.")
+	fs.StringVar(&o.Lock.Namespace, "lock-namespace", o.Lock.Namespace,
+		"Namespace of that Lease. Default: the pod's namespace in cluster, else the kubeconfig context's, else default.")
+	fs.DurationVar(&o.Lock.LeaseDuration, "lock-lease-duration", o.Lock.LeaseDuration,
+		"Lease duration of the manager's own lock: whole seconds, more than renew deadline + retry period.")
+	fs.DurationVar(&o.Lock.RenewDeadline, "lock-renew-deadline", o.Lock.RenewDeadline,
+		"Renew deadline of the manager's own lock: more than 1.2 × retry period.")
+	fs.DurationVar(&o.Lock.RetryPeriod, "lock-retry-period", o.Lock.RetryPeriod,
+		"Retry period of the manager's own lock.")
+	o.Zap.BindFlags(fs)
+}
+
+// Validate checks the options; every error names its flag.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.ID != "" {
+		if msgs := validation.IsDNS1123Subdomain(o.ID); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--id %q: %s", o.ID, strings.Join(msgs, "; ")))
+		}
+	}
+	for _, ns := range o.Namespaces {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--namespaces: %q: %s", ns, strings.Join(msgs, "; ")))
+		}
+	}
+	if _, err := labels.Parse(o.GroupSelector); err != nil {
+		errs = append(errs, fmt.Errorf("--group-selector: %w", err))
+	}
+	if msgs := validation.IsDNS1123Subdomain(o.Lock.Name); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--lock-name %q: %s", o.Lock.Name, strings.Join(msgs, "; ")))
+	}
+	if o.Lock.Namespace != "" {
+		if msgs := validation.IsDNS1123Label(o.Lock.Namespace); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--lock-namespace %q: %s", o.Lock.Namespace, strings.Join(msgs, "; ")))
+		}
+	}
+	errs = append(errs, o.Lock.validateTimings()...)
+	return errors.Join(errs...)
+}
+
+// validateTimings applies client-go's leader-election rules, plus whole seconds
+// because a Lease stores its duration as integer seconds.
+func (l LockOptions) validateTimings() []error {
+	var errs []error
+	switch {
+	case l.LeaseDuration < time.Second:
+		errs = append(errs, fmt.Errorf("--lock-lease-duration %s: must be at least 1s", l.LeaseDuration))
+	case l.LeaseDuration%time.Second != 0:
+		errs = append(errs, fmt.Errorf("--lock-lease-duration %s: must be whole seconds", l.LeaseDuration))
+	case l.LeaseDuration <= l.RenewDeadline+l.RetryPeriod:
+		errs = append(errs, fmt.Errorf("--lock-lease-duration %s: must be greater than --lock-renew-deadline + --lock-retry-period (%s)",
+			l.LeaseDuration, l.RenewDeadline+l.RetryPeriod))
+	}
+	if l.RetryPeriod <= 0 {
+		errs = append(errs, fmt.Errorf("--lock-retry-period %s: must be greater than 0", l.RetryPeriod))
+	}
+	if l.RenewDeadline*10 <= l.RetryPeriod*12 {
+		errs = append(errs, fmt.Errorf("--lock-renew-deadline %s: must be greater than 1.2 × --lock-retry-period (%s)",
+			l.RenewDeadline, l.RetryPeriod*12/10))
+	}
+	return errs
+}
+
+// Complete fills in what depends on the environment: the identity, and the REST
+// config and lock namespace from the kubeconfig (or the in-cluster config).
+func (o *Options) Complete() (*rest.Config, error) {
+	if o.ID == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--id is empty and the hostname is unknown: %w", err)
+		}
+		o.ID = strings.ToLower(host) + "-" + utilrand.String(5)
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = o.Kubeconfig
+	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	cfg, err := loader.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading the client configuration (--kubeconfig %q): %w", o.Kubeconfig, err)
+	}
+	if o.Lock.Namespace == "" {
+		// In cluster this reads POD_NAMESPACE or the service account's namespace;
+		// from a kubeconfig, the current context's namespace, else "default".
+		if o.Lock.Namespace, _, err = loader.Namespace(); err != nil {
+			return nil, fmt.Errorf("resolving --lock-namespace: %w", err)
+		}
+	}
+	return cfg, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
