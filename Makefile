@@ -79,7 +79,8 @@ build: ## Build the manager binary into bin/.
 
 .PHONY: run
 run: build controlplane ## Start a local control plane and run the manager against it.
-	go run ./hack/run-local --assets "$(KUBEBUILDER_ASSETS)" --manager "$(LOCALBIN)/manager" -- $(ARGS)
+	go build -o $(LOCALBIN)/run-local ./hack/run-local
+	$(LOCALBIN)/run-local --manager "$(LOCALBIN)/manager" --dir "$(LOCALBIN)/local" -- $(ARGS)
 
 .PHONY: run-cluster
 run-cluster: build $(KUBECTL) ## Install the CRD into the current kubeconfig's cluster and run the manager there.

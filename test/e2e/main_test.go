@@ -1,0 +1,63 @@
+// Package e2e runs the project's binaries as processes against a real kube-apiserver
+// and etcd, and drives them with kubectl, as a user would.
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/election-manager/election-manager/internal/testutil"
+)
+
+var (
+	cp         *testutil.ControlPlane
+	clientset  kubernetes.Interface
+	managerBin string
+	runLocal   string
+	kubectl    string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		if err := setUp(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
+		defer func() { _ = cp.Stop() }()
+		return m.Run()
+	}())
+}
+
+func setUp() error {
+	bin, err := os.MkdirTemp("", "election-manager-e2e-")
+	if err != nil {
+		return err
+	}
+	if managerBin, err = testutil.BuildBinary(bin, "cmd/manager"); err != nil {
+		return err
+	}
+	if runLocal, err = testutil.BuildBinary(bin, "hack/run-local"); err != nil {
+		return err
+	}
+	assets, err := testutil.AssetsDir()
+	if err != nil {
+		return err
+	}
+	kubectl = filepath.Join(assets, "kubectl")
+	if cp, err = testutil.StartControlPlane(); err != nil {
+		return err
+	}
+	clientset, err = kubernetes.NewForConfig(cp.Config)
+	return err
+}
+
+func readAll(resp *http.Response) string {
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
