@@ -1,0 +1,186 @@
+package election
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/election-manager/election-manager/internal/testutil"
+)
+
+// The behaviour tests run against one real kube-apiserver and etcd.
+var (
+	controlPlane *testutil.ControlPlane
+	admin        kubernetes.Interface
+)
+
+func TestMain(m *testing.M) {
+	cp, err := testutil.StartControlPlane()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	controlPlane = cp
+	admin = kubernetes.NewForConfigOrDie(unthrottled(cp.Config))
+	code := m.Run()
+	if err := cp.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
+}
+
+// fast are short timings that keep the tests quick and still leave leaseDuration -
+// renewDeadline = 1s between one holder's end and the next one's start.
+var fast = Config{LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond}
+
+// slack is what a loaded 2-core machine may add to a deadline (scheduling, -race).
+const slack = 500 * time.Millisecond
+
+func unthrottled(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = -1, 0 // no client-side rate limit: electors pace themselves
+	return cfg
+}
+
+// newNamespace creates a namespace of its own for a test.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	name = strings.Trim(name, "-") + "-" + rand.String(5)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if _, err := admin.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating namespace: %v", err)
+	}
+	return name
+}
+
+// eventually polls cond every 20ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for: %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// process simulates one manager process: its own proxy to the API server, client,
+// LeaseInformer and Registry.
+type process struct {
+	id       string
+	proxy    *testutil.FaultProxy
+	client   kubernetes.Interface
+	leases   *LeaseInformer
+	reg      *Registry
+	requests *requestCounter
+	rec      *recorder
+	cancel   context.CancelFunc
+}
+
+func startProcess(t *testing.T, id string, rec *recorder, namespaces ...string) *process {
+	t.Helper()
+	cfg, proxy, err := testutil.ProxyConfig(unthrottled(controlPlane.Config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &process{id: id, proxy: proxy, requests: &requestCounter{unhang: make(chan struct{})}, rec: rec}
+	cfg.Wrap(p.requests.wrap)
+	p.client = kubernetes.NewForConfigOrDie(cfg)
+	if p.leases, err = NewLeaseInformer(p.client, namespaces...); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.leases.Start(ctx)
+	p.reg = NewRegistry(p.client.CoordinationV1(), p.leases, testr.NewWithOptions(t, testr.Options{Verbosity: 2}).WithName(id), Options{})
+	t.Cleanup(func() {
+		close(p.requests.unhang)
+		p.reg.StopAll()
+		cancel()
+		proxy.Close()
+	})
+	return p
+}
+
+// join makes the process a candidate for lease (in namespace ns) with timings.
+func (p *process) join(t *testing.T, lease types.NamespacedName, timings Config) *Elector {
+	t.Helper()
+	cfg := timings
+	cfg.Lease, cfg.Identity, cfg.ReleaseOnCancel = lease, p.id, true
+	key := lease.String()
+	e, err := p.reg.Ensure(key, cfg, Callbacks{
+		OnStartedLeading: func(epoch int32) { p.rec.started(key, p.id, epoch) },
+		OnStoppedLeading: func() { p.rec.stopped(key, p.id) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// requestCounter counts a process's lease requests by verb. With hangPuts set, a PUT
+// blocks until the test ends, ignoring its context: a transport that never returns.
+type requestCounter struct {
+	mu       sync.Mutex
+	counts   map[string]int
+	hangPuts atomic.Bool
+	unhang   chan struct{}
+}
+
+func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		if strings.Contains(req.URL.Path, "/leases") {
+			verb := req.Method
+			switch {
+			case req.URL.Query().Get("watch") == "true":
+				verb = "WATCH"
+			case req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/leases"):
+				verb = "LIST"
+			}
+			c.mu.Lock()
+			if c.counts == nil {
+				c.counts = map[string]int{}
+			}
+			c.counts[verb]++
+			c.mu.Unlock()
+			if verb == http.MethodPut && c.hangPuts.Load() {
+				<-c.unhang
+				return nil, fmt.Errorf("hung PUT released at the end of the test")
+			}
+		}
+		return rt.RoundTrip(req)
+	})
+}
+
+func (c *requestCounter) snapshot() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range c.counts {
+		out[k] = v
+	}
+	return out
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -1,0 +1,344 @@
+package election
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+)
+
+type writeKind int
+
+const (
+	writeCreate writeKind = iota
+	writeAcquire
+	writeRenew
+)
+
+// pendingWrite is the one API write an elector may have in flight. It runs on its
+// own goroutine so that the loop keeps its timer: leadership ends at its deadline
+// even if the HTTP call never returns.
+type pendingWrite struct {
+	kind writeKind
+	how  AcquiredHow
+	// sent is read from the clock just before sending: a success makes the elector
+	// lead until sent + renewDeadline (until), whatever the response's latency was.
+	sent, until time.Time
+	// basedOn is the resourceVersion the write was based on ("" for a create).
+	basedOn string
+	cancel  context.CancelFunc
+	result  chan writeResult // room for one: the writer never blocks
+}
+
+type writeResult struct {
+	lease *coordinationv1.Lease
+	err   error
+}
+
+// loop is the state only the elector's goroutine touches.
+type loop struct {
+	e      *Elector
+	logger klog.Logger
+
+	// own is the object our last successful write returned, while leading: the next
+	// renewal is based on it (its resourceVersion), so a renewal is one Update.
+	own   *coordinationv1.Lease
+	epoch int32 // the epoch of our current term
+
+	// observed is the last record seen (informer or own write); observedAt is when, on
+	// our clock, it was first seen. A follower may take over at observedAt + duration.
+	observed   *coordinationv1.Lease
+	observedAt time.Time
+	seen       bool
+	maxEpoch   int32 // highest epoch seen, so a re-created Lease keeps growing
+
+	inflight      *pendingWrite
+	nextRenew     time.Time
+	renewConflict bool      // a renewal met a conflict: wait for the informer to explain it
+	notBefore     time.Time // a follower's next attempt after a failed one
+	// lostRace: an acquisition based on version lostRaceRV met a conflict. Another
+	// candidate won; the informer will show it, and then there is nothing to wait for.
+	lostRace   bool
+	lostRaceRV string
+	backoff    wait.Backoff
+}
+
+func (e *Elector) run(ctx context.Context) {
+	defer close(e.done)
+	defer e.leases.unsubscribe(e.key, e.wake)
+	l := &loop{e: e, logger: klog.FromContext(ctx)}
+	l.resetBackoff()
+	if !e.leases.WaitForSync(ctx) {
+		return
+	}
+	timer := e.clock.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := e.clock.Now()
+		if leading, until := e.leadingState(); leading && !now.Before(until) {
+			l.lose("No successful renewal within renewDeadline")
+		}
+		next := l.step(ctx, now)
+		timer.Stop()
+		if !next.IsZero() {
+			timer.Reset(max(next.Sub(now), 0))
+		}
+		var results <-chan writeResult
+		if l.inflight != nil {
+			results = l.inflight.result
+		}
+		select {
+		case <-ctx.Done():
+			l.shutdown(ctx)
+			return
+		case <-e.wake:
+		case <-timer.C():
+		case r := <-results:
+			l.finish(r)
+		}
+	}
+}
+
+// step starts the write the state calls for, if any, and returns when to look again
+// (zero: only on a wake or a write's result).
+func (l *loop) step(ctx context.Context, now time.Time) time.Time {
+	e, cfg := l.e, l.e.config()
+	if next, leading := l.leaderStep(ctx, now, cfg); leading {
+		return next
+	}
+
+	cur, gone := e.leases.view(e.key, now)
+	l.observe(cur, now)
+	if gone != nil {
+		l.maxEpoch = max(l.maxEpoch, EpochOf(gone.lease))
+	}
+	if l.inflight != nil {
+		return time.Time{}
+	}
+	d := decideFollower(now, cur, gone, l.observedAt, cfg.LeaseDuration)
+	if !d.create && !d.acquire {
+		return d.retryAt
+	}
+	if l.lostRace && resourceVersion(cur) != l.lostRaceRV {
+		l.lostRace, l.notBefore = false, time.Time{}
+	}
+	if now.Before(l.notBefore) {
+		return l.notBefore
+	}
+	until := now.Add(cfg.RenewDeadline)
+	if d.create {
+		// Epoch 1 for the first holder ever (0 means "never held"); after a deletion,
+		// one more than the highest epoch seen, so the epoch does not go back.
+		l.startWrite(ctx, writeCreate, newLease(cfg, now, max(1, l.maxEpoch+1)), AcquiredElected, now, until, until)
+	} else {
+		l.startWrite(ctx, writeAcquire, acquiredLease(cur, cfg, now, d.how), d.how, now, until, until)
+	}
+	return time.Time{}
+}
+
+// leaderStep renews when it is time; it reports leading=false when the elector
+// follows (possibly because resolving a conflict just ended its leadership).
+func (l *loop) leaderStep(ctx context.Context, now time.Time, cfg *Config) (next time.Time, leading bool) {
+	leading, until := l.e.leadingState()
+	switch {
+	case !leading:
+		return time.Time{}, false
+	case l.inflight != nil:
+		return until, true
+	case l.renewConflict && !l.resolveConflict():
+		leading, _ = l.e.leadingState()
+		return until, leading
+	case now.Before(l.nextRenew):
+		return earliest(l.nextRenew, until), true
+	}
+	// The write may not outlive our leadership; its success extends it to
+	// now + renewDeadline.
+	l.startWrite(ctx, writeRenew, renewedLease(l.own, cfg, now), "", now, until, now.Add(cfg.RenewDeadline))
+	return until, true
+}
+
+func (l *loop) startWrite(ctx context.Context, kind writeKind, lease *coordinationv1.Lease, how AcquiredHow, sent, deadline, until time.Time) {
+	wctx, cancel := context.WithTimeout(ctx, deadline.Sub(sent))
+	w := &pendingWrite{kind: kind, how: how, sent: sent, until: until, basedOn: lease.ResourceVersion, cancel: cancel, result: make(chan writeResult, 1)}
+	leases, writes := l.e.client.Leases(l.e.key.Namespace), l.e.writes
+	go func() {
+		var r writeResult
+		if writes != nil {
+			select {
+			case writes <- struct{}{}:
+				defer func() { <-writes }()
+			case <-wctx.Done():
+				w.result <- writeResult{err: wctx.Err()}
+				return
+			}
+		}
+		if kind == writeCreate {
+			r.lease, r.err = leases.Create(wctx, lease, metav1.CreateOptions{})
+		} else {
+			r.lease, r.err = leases.Update(wctx, lease, metav1.UpdateOptions{})
+		}
+		w.result <- r
+	}()
+	l.inflight = w
+}
+
+// finish handles the result of the write in flight.
+func (l *loop) finish(r writeResult) {
+	e, w, cfg := l.e, l.inflight, l.e.config()
+	l.inflight = nil
+	w.cancel()
+	now := e.clock.Now()
+
+	if w.kind == writeRenew {
+		leading, until := e.leadingState()
+		if leading && !now.Before(until) {
+			l.lose("No successful renewal within renewDeadline")
+			leading = false
+		}
+		switch {
+		case !leading:
+			// Leadership ended while the renewal was in flight; if it landed, the
+			// record names us and we wait for it to expire like anyone else.
+			if r.err == nil {
+				l.observe(r.lease, now)
+			}
+		case r.err == nil:
+			l.own = r.lease
+			l.observeOwn(r.lease, now)
+			e.setLeading(l.epoch, w.sent, w.until, now)
+			// Paced by send times, so a slow response does not stretch the period.
+			l.nextRenew = w.sent.Add(cfg.RetryPeriod)
+		case apierrors.IsConflict(r.err):
+			l.logger.V(2).Info("Renewal conflicted, checking the lease in the cache", "err", r.err)
+			l.renewConflict = true
+		case apierrors.IsNotFound(r.err):
+			l.lose("Lease deleted")
+		default:
+			l.logWriteError("Failed to renew lease", r.err)
+			l.nextRenew = w.sent.Add(cfg.RetryPeriod)
+		}
+		return
+	}
+
+	if r.err != nil {
+		if apierrors.IsConflict(r.err) || apierrors.IsAlreadyExists(r.err) {
+			// Not an error to back off from: wait for the informer to show the winner
+			// (a retry period at most, in case it never does).
+			l.logger.V(4).Info("Another candidate wrote the lease first", "err", r.err)
+			l.lostRace, l.lostRaceRV, l.notBefore = true, w.basedOn, now.Add(cfg.RetryPeriod)
+		} else {
+			l.logWriteError("Failed to acquire lease", r.err)
+			l.notBefore = now.Add(l.backoff.Step())
+		}
+		return
+	}
+	l.resetBackoff()
+	l.notBefore, l.lostRace = time.Time{}, false
+	if !now.Before(w.until) {
+		// Too late to lead safely: others may take over at until. The record names us;
+		// we wait for it to expire and acquire again with a new epoch.
+		l.logger.Info("Acquired the lease too late to lead", "latency", now.Sub(w.sent))
+		l.observe(r.lease, now)
+		return
+	}
+	l.own, l.epoch = r.lease, EpochOf(r.lease)
+	l.observeOwn(r.lease, now)
+	// The first renewal of a term comes after a random half to whole period: electors
+	// started together (a process starting) would otherwise renew in lockstep forever
+	// and hit the API server in bursts. Renewing early is always safe.
+	l.nextRenew = w.sent.Add(time.Duration((0.5 + rand.Float64()/2) * float64(cfg.RetryPeriod)))
+	_, newHolder := e.setLeading(l.epoch, w.sent, w.until, now)
+	l.logger.Info("Started leading", "epoch", l.epoch, "how", w.how)
+	if newHolder && e.cb.OnNewLeader != nil {
+		e.cb.OnNewLeader(e.id)
+	}
+	if e.cb.OnStartedLeading != nil {
+		e.cb.OnStartedLeading(l.epoch)
+	}
+}
+
+// resolveConflict reads the informer after a renewal conflicted, and tells whether
+// the renewal can be retried now. Only the informer is read: a follower's view is
+// what decides anyway, and the deadline ends leadership if it never catches up.
+func (l *loop) resolveConflict() bool {
+	e := l.e
+	cur := e.leases.Get(e.key)
+	switch {
+	case cur == nil || cur.ResourceVersion == l.own.ResourceVersion:
+		return false // the informer has not seen the version that conflicted yet
+	case namesUs(cur, e.id, l.epoch):
+		// Someone changed only metadata, or our own timed-out write landed.
+		l.own, l.renewConflict = cur.DeepCopy(), false
+		return true
+	case EpochOf(cur) < l.epoch:
+		return false // older than our own term: the informer lags
+	default:
+		l.lose("Lease taken over", "holder", HolderOf(cur), "holderEpoch", EpochOf(cur))
+		return false
+	}
+}
+
+// lose ends this elector's leadership (no release: the record may already be
+// someone else's, and after a reconnect a release could clear their lease).
+func (l *loop) lose(reason string, kv ...any) {
+	if !l.e.clearLeading() {
+		return
+	}
+	l.own, l.renewConflict = nil, false
+	l.notBefore, l.lostRace = time.Time{}, false
+	l.resetBackoff()
+	l.logger.Info("Stopped leading", append([]any{"reason", reason, "epoch", l.epoch}, kv...)...)
+	if l.e.cb.OnStoppedLeading != nil {
+		l.e.cb.OnStoppedLeading()
+	}
+}
+
+// observe records the informer's (or a write's) view as a follower sees it.
+func (l *loop) observe(cur *coordinationv1.Lease, now time.Time) {
+	l.observeOwn(cur, now)
+	holder := HolderOf(cur)
+	if l.e.observeHolder(holder, EpochOf(cur), now) && l.e.cb.OnNewLeader != nil {
+		l.e.cb.OnNewLeader(holder)
+	}
+}
+
+// observeOwn restarts the expiry clock when the record changed.
+func (l *loop) observeOwn(cur *coordinationv1.Lease, now time.Time) {
+	if !l.seen || !sameRecord(cur, l.observed) {
+		l.observed, l.observedAt, l.seen = cur, now, true
+	}
+	l.maxEpoch = max(l.maxEpoch, EpochOf(cur))
+}
+
+func (l *loop) resetBackoff() {
+	rp := l.e.config().RetryPeriod
+	l.backoff = wait.Backoff{Duration: max(rp/10, 10*time.Millisecond), Factor: 2, Jitter: 0.1, Steps: 1 << 30, Cap: rp}
+}
+
+func (l *loop) logWriteError(msg string, err error) {
+	if apierrors.IsForbidden(err) {
+		// Not transient: RBAC is missing. Worth seeing at default verbosity.
+		l.logger.Error(err, msg)
+		return
+	}
+	l.logger.V(2).Info(msg, "err", err)
+}
+
+func resourceVersion(l *coordinationv1.Lease) string {
+	if l == nil {
+		return ""
+	}
+	return l.ResourceVersion
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

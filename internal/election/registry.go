@@ -1,0 +1,119 @@
+package election
+
+import (
+	"context"
+	"sort"
+	"sync"
+
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/klog/v2"
+)
+
+// Registry runs many electors in one process, by key (the controller uses the
+// LeaderGroup's namespace/name). They share one client and one LeaseInformer; each
+// costs one goroutine and one timer. Electors live until Stop or StopAll, not
+// until some caller's context ends: a reconcile's context is short-lived.
+type Registry struct {
+	client coordinationv1client.LeasesGetter
+	leases *LeaseInformer
+	logger klog.Logger
+	opts   Options
+
+	mu       sync.Mutex
+	electors map[string]*Elector
+}
+
+// NewRegistry returns an empty registry. Electors log through logger, with the
+// key, lease and identity added.
+func NewRegistry(client coordinationv1client.LeasesGetter, leases *LeaseInformer, logger klog.Logger, opts Options) *Registry {
+	switch n := opts.MaxConcurrentWrites; {
+	case n == 0:
+		opts.writes = make(chan struct{}, defaultMaxConcurrentWrites)
+	case n > 0:
+		opts.writes = make(chan struct{}, n)
+	}
+	return &Registry{client: client, leases: leases, logger: logger, opts: opts, electors: map[string]*Elector{}}
+}
+
+// Ensure makes the elector for key run with cfg:
+//   - none runs: a new one starts with cb;
+//   - one runs for the same Lease and Identity: it takes cfg for its next write, so
+//     a change of timings, labels or release policy keeps leadership and epoch (cb
+//     is not replaced);
+//   - one runs for another Lease or Identity: it is stopped (and releases, if it
+//     leads and its config says so) before a new one starts with cb.
+func (r *Registry) Ensure(key string, cfg Config, cb Callbacks) (*Elector, error) {
+	r.mu.Lock()
+	old := r.electors[key]
+	if old != nil {
+		if cfg.sameElection(old.config()) {
+			r.mu.Unlock()
+			return old, old.UpdateConfig(cfg)
+		}
+	}
+	e, err := New(cfg, r.client, r.leases, cb, r.opts)
+	if err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	r.electors[key] = e
+	r.mu.Unlock()
+	if old != nil {
+		// Outside the lock: a release may take up to renewDeadline. The new elector
+		// starts only after, so one key never has two electors at once.
+		old.Stop()
+	}
+	e.Start(klog.NewContext(context.Background(), r.logger.WithValues("key", key)))
+	return e, nil
+}
+
+// Get returns the elector for key, nil when none runs.
+func (r *Registry) Get(key string) *Elector {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.electors[key]
+}
+
+// Keys lists the keys of the running electors, sorted.
+func (r *Registry) Keys() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keys := make([]string, 0, len(r.electors))
+	for k := range r.electors {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Stop stops the elector for key gracefully (see Elector.Stop) and tells whether one
+// was running.
+func (r *Registry) Stop(key string) bool {
+	r.mu.Lock()
+	e := r.electors[key]
+	delete(r.electors, key)
+	r.mu.Unlock()
+	if e == nil {
+		return false
+	}
+	e.Stop()
+	return true
+}
+
+// StopAll stops every elector, in parallel so that a thousand releases take one
+// round trip rather than a thousand, and returns when all have finished.
+func (r *Registry) StopAll() {
+	r.mu.Lock()
+	all := r.electors
+	r.electors = map[string]*Elector{}
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, e := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.Stop()
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,75 @@
+package election
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Many electors in one process share one client and one informer: each lease gets
+// its own leader, followers cost nothing, and a process stopping hands every lease
+// over at once.
+func TestManyLeasesShareOneInformer(t *testing.T) {
+	ns := newNamespace(t)
+	rec := newRecorder(t)
+	p1, p2 := startProcess(t, "p1", rec, ns), startProcess(t, "p2", rec, ns)
+	const n = 40
+	keys := make([]types.NamespacedName, n)
+	for i := range keys {
+		keys[i] = types.NamespacedName{Namespace: ns, Name: fmt.Sprintf("lock-%02d", i)}
+		p1.join(t, keys[i], fast)
+	}
+	leadsAll := func(id string) func() bool {
+		return func() bool {
+			for _, k := range keys {
+				if rec.leader(k.String()) != id {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	eventually(t, 20*time.Second, "p1 to lead every lease", leadsAll("p1"))
+	for _, k := range keys {
+		p2.join(t, k, fast)
+	}
+	for _, k := range keys {
+		if got := p2.leases.subscribers(k); got != 1 {
+			t.Errorf("%s has %d subscribers in p2's informer, want 1", k, got)
+		}
+	}
+
+	before1, before2 := p1.requests.snapshot(), p2.requests.snapshot()
+	eventually(t, 10*time.Second, "two renewals per lease", func() bool { return p1.requests.snapshot()["PUT"] >= before1["PUT"]+2*n })
+	after2 := p2.requests.snapshot()
+	for _, verb := range []string{"GET", "POST", "PUT", "LIST"} {
+		if d := after2[verb] - before2[verb]; d != 0 {
+			t.Errorf("p2, following %d leases, made %d lease %s requests", n, d, verb)
+		}
+	}
+	if d := p1.requests.snapshot()["GET"] - before1["GET"]; d != 0 {
+		t.Errorf("p1, leading %d leases, made %d lease GET requests", n, d)
+	}
+
+	p1.reg.StopAll()
+	stopped := time.Now()
+	eventually(t, 10*time.Second, "p2 to lead every lease", leadsAll("p2"))
+	list, err := admin.CoordinationV1().Leases(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range list.Items {
+		if HolderOf(&l) != "p2" || EpochOf(&l) != 2 || l.Annotations[AnnotationAcquiredHow] != string(AcquiredAfterRelease) || l.Annotations[AnnotationReleasedBy] != "p1" {
+			t.Errorf("%s: holder %q epoch %d annotations %v, want p2 2 AfterRelease released-by p1", l.Name, HolderOf(&l), EpochOf(&l), l.Annotations)
+		}
+	}
+	for _, k := range keys {
+		if d := lastTerm(t, rec, k, "p2").start.Sub(stopped); d > 2*time.Second {
+			t.Errorf("%s taken over %s after p1 stopped", k, d)
+		}
+	}
+}
