@@ -22,6 +22,8 @@ CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUBEBUILDER_ASSETS := $(LOCALBIN)/k8s/$(K8S_VERSION)-$(GOOS_ARCH)
 KUBE_APISERVER := $(KUBEBUILDER_ASSETS)/kube-apiserver
 KUBECTL := $(KUBEBUILDER_ASSETS)/kubectl
+# Only its garbage collector runs, in tests: owner references must really delete.
+KUBE_CONTROLLER_MANAGER := $(KUBEBUILDER_ASSETS)/kube-controller-manager
 ETCD := $(KUBEBUILDER_ASSETS)/etcd
 ETCD_STAMP := $(KUBEBUILDER_ASSETS)/.etcd-$(ETCD_VERSION)
 export KUBEBUILDER_ASSETS
@@ -80,7 +82,7 @@ build: ## Build the manager binary into bin/.
 .PHONY: run
 run: build controlplane ## Start a local control plane and run the manager against it.
 	go build -o $(LOCALBIN)/run-local ./hack/run-local
-	$(LOCALBIN)/run-local --manager "$(LOCALBIN)/manager" --dir "$(LOCALBIN)/local" -- $(ARGS)
+	$(LOCALBIN)/run-local --manager "$(LOCALBIN)/manager" --dir "$(LOCALBIN)/local" -- --id=local --zap-encoder=console $(ARGS)
 
 .PHONY: run-cluster
 run-cluster: build $(KUBECTL) ## Install the CRD into the current kubeconfig's cluster and run the manager there.
@@ -94,14 +96,14 @@ docker-build: ## Build the manager image (needs a Docker engine).
 ##@ Tools
 
 .PHONY: controlplane
-controlplane: $(KUBE_APISERVER) $(KUBECTL) $(ETCD_STAMP) ## Build etcd, kube-apiserver and kubectl into bin/k8s.
+controlplane: $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CONTROLLER_MANAGER) $(ETCD_STAMP) ## Build etcd, kube-apiserver, kube-controller-manager and kubectl into bin/k8s.
 
-# One go build for both: they share most of their packages.
-$(KUBE_APISERVER) $(KUBECTL) &: hack/controlplane/go.mod hack/controlplane/go.sum
+# One go build for all three: they share most of their packages.
+$(KUBE_APISERVER) $(KUBECTL) $(KUBE_CONTROLLER_MANAGER) &: hack/controlplane/go.mod hack/controlplane/go.sum
 	@mkdir -p $(KUBEBUILDER_ASSETS)
 	cd hack/controlplane && go build -trimpath -ldflags "$(K8S_LDFLAGS)" -o $(KUBEBUILDER_ASSETS)/ \
-		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
-	@touch $(KUBE_APISERVER) $(KUBECTL)
+		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager
+	@touch $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CONTROLLER_MANAGER)
 
 $(ETCD_STAMP): hack/etcd/go.mod hack/etcd/go.sum
 	@mkdir -p $(KUBEBUILDER_ASSETS)

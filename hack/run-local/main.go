@@ -68,9 +68,14 @@ func run() error {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
+	fmt.Fprintf(os.Stderr, "Manager running as PID %d\n", cmd.Process.Pid)
+
 	select {
 	case err := <-exited:
-		return fmt.Errorf("the manager exited: %w", err)
+		// Keep the control plane: its state is what one wants to look at now.
+		fmt.Fprintf(os.Stderr, "The manager exited (%v); the control plane runs on until Ctrl-C\n", err)
+		<-signals
+		return nil
 	case sig := <-signals:
 		fmt.Fprintf(os.Stderr, "Received %s: stopping the manager\n", sig)
 		_ = cmd.Process.Signal(os.Interrupt)

@@ -6,6 +6,7 @@ package testutil
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 
@@ -21,6 +22,7 @@ type ControlPlane struct {
 	// Kubeconfig is a kubeconfig file for Config, for kubectl and for processes under test.
 	Kubeconfig string
 	dir        string
+	gc         *exec.Cmd // kube-controller-manager, when started
 }
 
 // RepoRoot is the repository's top folder, found from this source file.
@@ -68,8 +70,12 @@ func StartControlPlane() (*ControlPlane, error) {
 	return cp, nil
 }
 
-// Stop stops kube-apiserver and etcd and removes their files.
+// Stop stops kube-apiserver and etcd (and the garbage collector) and removes their files.
 func (c *ControlPlane) Stop() error {
+	if c.gc != nil {
+		_ = c.gc.Process.Kill()
+		_ = c.gc.Wait()
+	}
 	if c.dir != "" {
 		_ = os.RemoveAll(c.dir)
 	}

@@ -11,16 +11,21 @@ import (
 	"testing"
 
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/election-manager/election-manager/cmd/manager/app"
 	"github.com/election-manager/election-manager/internal/testutil"
 )
 
 var (
 	cp         *testutil.ControlPlane
 	clientset  kubernetes.Interface
+	k8s        client.Client
 	managerBin string
 	runLocal   string
-	kubectl    string
+	// clientGoElector is client-go's leader-election example (testdata).
+	clientGoElector string
+	kubectl         string
 )
 
 func TestMain(m *testing.M) {
@@ -45,6 +50,9 @@ func setUp() error {
 	if runLocal, err = testutil.BuildBinary(bin, "hack/run-local"); err != nil {
 		return err
 	}
+	if clientGoElector, err = testutil.BuildBinary(bin, "test/e2e/testdata/clientgo-elector"); err != nil {
+		return err
+	}
 	assets, err := testutil.AssetsDir()
 	if err != nil {
 		return err
@@ -53,7 +61,17 @@ func setUp() error {
 	if cp, err = testutil.StartControlPlane(); err != nil {
 		return err
 	}
-	clientset, err = kubernetes.NewForConfig(cp.Config)
+	if err := cp.StartGarbageCollector(); err != nil {
+		return err
+	}
+	if clientset, err = kubernetes.NewForConfig(cp.Config); err != nil {
+		return err
+	}
+	scheme, err := app.NewScheme()
+	if err != nil {
+		return err
+	}
+	k8s, err = client.New(cp.Config, client.Options{Scheme: scheme})
 	return err
 }
 

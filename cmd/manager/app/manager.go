@@ -46,6 +46,11 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 	if o.SecureMetrics {
 		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
+	// Status is written per transition, never per renewal; a burst of transitions
+	// (an instance leaving hands over all its groups) should not queue behind
+	// controller-runtime's default of 20 requests a second.
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 100, 200
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metrics,
@@ -94,6 +99,9 @@ func Run(ctx context.Context, o *Options) error {
 	}
 	mgr, err := NewManager(cfg, o)
 	if err != nil {
+		return err
+	}
+	if err := setUpElections(ctx, mgr, o); err != nil {
 		return err
 	}
 	ctrl.LoggerFrom(ctx).Info("Starting manager", "id", o.ID, "lock", o.Lock.Namespace+"/"+o.Lock.Name,

@@ -27,6 +27,8 @@ type Options struct {
 	HealthProbeBindAddress string
 	Namespaces             []string
 	GroupSelector          string
+	// ExternalLeaseNamespaces are the other namespaces External groups may name.
+	ExternalLeaseNamespaces []string
 
 	// Lock is the manager's own lock: the instance holding it writes status.
 	Lock LockOptions
@@ -75,6 +77,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		func(s string) error { o.Namespaces = splitList(s); return nil })
 	fs.StringVar(&o.GroupSelector, "group-selector", o.GroupSelector,
 		"Label selector: this instance serves only the LeaderGroups it matches. Empty: all.")
+	fs.Func("external-lease-namespaces", "Comma-separated namespaces, other than their own, whose Leases External groups may observe. Empty: none.",
+		func(s string) error { o.ExternalLeaseNamespaces = splitList(s); return nil })
 	fs.StringVar(&o.Lock.Name, "lock-name", o.Lock.Name,
 		"Name of the Lease that decides which instance writes status.")
 	fs.StringVar(&o.Lock.Namespace, "lock-namespace", o.Lock.Namespace,
@@ -101,6 +105,13 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("--namespaces: %q: %s", ns, strings.Join(msgs, "; ")))
 		}
 	}
+	for _, ns := range o.ExternalLeaseNamespaces {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--external-lease-namespaces: %q: %s", ns, strings.Join(msgs, "; ")))
+		} else if ns == "kube-node-lease" {
+			errs = append(errs, errors.New("--external-lease-namespaces: kube-node-lease holds node heartbeats, not elections"))
+		}
+	}
 	if _, err := labels.Parse(o.GroupSelector); err != nil {
 		errs = append(errs, fmt.Errorf("--group-selector: %w", err))
 	}
@@ -111,6 +122,9 @@ func (o *Options) Validate() error {
 		if msgs := validation.IsDNS1123Label(o.Lock.Namespace); len(msgs) > 0 {
 			errs = append(errs, fmt.Errorf("--lock-namespace %q: %s", o.Lock.Namespace, strings.Join(msgs, "; ")))
 		}
+	}
+	if o.ID != "" && len(o.Lock.Name)+1+len(o.ID) > validation.DNS1123SubdomainMaxLength {
+		errs = append(errs, fmt.Errorf("--id %q: too long for its presence Lease name %s-<id>", o.ID, o.Lock.Name))
 	}
 	errs = append(errs, o.Lock.validateTimings()...)
 	return errors.Join(errs...)

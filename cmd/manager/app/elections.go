@@ -1,0 +1,130 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/election-manager/election-manager/internal/controller"
+	"github.com/election-manager/election-manager/internal/election"
+)
+
+// setUpElections wires the election machinery into mgr: one Lease informer and one
+// registry for every elector in the process, the manager's own lock (its holder
+// writes status), this instance's presence Lease, and the LeaderGroup controller.
+func setUpElections(ctx context.Context, mgr ctrl.Manager, o *Options) error {
+	// Electors are not throttled on the client: a renewal held back by a client-side
+	// rate limit loses leadership. API Priority and Fairness shapes the traffic on the
+	// server instead (the chart can give Leases a priority level of their own).
+	electorConfig := rest.CopyConfig(mgr.GetConfig())
+	electorConfig.QPS, electorConfig.Burst = -1, 0
+	clientset, err := kubernetes.NewForConfig(electorConfig)
+	if err != nil {
+		return fmt.Errorf("creating the clientset: %w", err)
+	}
+	leases, err := election.NewLeaseInformer(clientset, leaseNamespaces(o)...)
+	if err != nil {
+		return err
+	}
+	leasesClient := clientset.CoordinationV1()
+	registry := election.NewRegistry(leasesClient, leases, ctrl.Log.WithName("elector"), election.Options{})
+
+	r := &controller.LeaderGroupReconciler{
+		Client:                  mgr.GetClient(),
+		Recorder:                mgr.GetEventRecorder("election-manager"),
+		Identity:                o.ID,
+		Electors:                registry,
+		Leases:                  leases,
+		LockName:                o.Lock.Name,
+		ExternalLeaseNamespaces: o.ExternalLeaseNamespaces,
+		Clock:                   clock.RealClock{},
+	}
+	// The manager's own lock is an elector like any other: losing it stops status
+	// writing, never the process or the group electors in it.
+	r.Writer, err = election.New(o.lockConfig(o.Lock.Name), leasesClient, leases, election.Callbacks{
+		OnStartedLeading: func(int32) {
+			controller.StatusWriter.Set(1)
+			ctrl.Log.Info("Became the status writer", "lock", o.Lock.Namespace+"/"+o.Lock.Name)
+			r.EnqueueAll()
+		},
+		OnStoppedLeading: func() {
+			controller.StatusWriter.Set(0)
+			ctrl.Log.Info("No longer the status writer", "lock", o.Lock.Namespace+"/"+o.Lock.Name)
+		},
+	}, election.Options{})
+	if err != nil {
+		return fmt.Errorf("the manager's lock: %w", err)
+	}
+	presenceCfg := o.lockConfig(controller.PresenceLeaseName(o.Lock.Name, o.ID))
+	presenceCfg.Labels = map[string]string{controller.LabelPresence: o.Lock.Name}
+	presenceCfg.Annotations = controller.PresenceAnnotations(o.Namespaces, o.GroupSelector)
+	presence, err := election.New(presenceCfg, leasesClient, leases, election.Callbacks{}, election.Options{})
+	if err != nil {
+		return fmt.Errorf("the presence Lease: %w", err)
+	}
+	if err := r.SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the LeaderGroup controller: %w", err)
+	}
+
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		leases.Start(ctx)
+		r.Writer.Start(ctx)
+		presence.Start(ctx)
+		<-ctx.Done()
+		// A graceful stop releases every Lease this instance leads, so others take
+		// over at once, and removes the presence Lease.
+		registry.StopAll()
+		r.Writer.Stop()
+		presence.Stop()
+		return deletePresence(clientset, presenceCfg.Lease)
+	}))
+}
+
+// lockConfig is an elector config on the manager's own timings.
+func (o *Options) lockConfig(name string) election.Config {
+	return election.Config{
+		Lease:           types.NamespacedName{Namespace: o.Lock.Namespace, Name: name},
+		Identity:        o.ID,
+		LeaseDuration:   o.Lock.LeaseDuration,
+		RenewDeadline:   o.Lock.RenewDeadline,
+		RetryPeriod:     o.Lock.RetryPeriod,
+		ReleaseOnCancel: true,
+	}
+}
+
+// leaseNamespaces are the namespaces whose Leases the process watches: all but
+// kube-node-lease when it serves every namespace, else the served ones, the lock's,
+// and those External groups may observe.
+func leaseNamespaces(o *Options) []string {
+	if len(o.Namespaces) == 0 {
+		return nil
+	}
+	all := slices.Clone(o.Namespaces)
+	for _, ns := range append([]string{o.Lock.Namespace}, o.ExternalLeaseNamespaces...) {
+		if !slices.Contains(all, ns) {
+			all = append(all, ns)
+		}
+	}
+	return all
+}
+
+func deletePresence(clientset kubernetes.Interface, key types.NamespacedName) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := clientset.CoordinationV1().Leases(key.Namespace).Delete(ctx, key.Name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		klog.Background().Error(err, "Deleting the presence Lease", "lease", key)
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/election"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func at(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+
+// lease builds a Lease held by holder (or released when holder is "") at epoch,
+// acquired at acquiredSec, with annotations given as key=value pairs.
+func lease(holder string, epoch int32, acquiredSec int, annotations ...string) *coordinationv1.Lease {
+	l := &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{
+		LeaseTransitions: ptr.To(epoch),
+		AcquireTime:      &metav1.MicroTime{Time: at(acquiredSec)},
+	}}
+	if holder != "" {
+		l.Spec.HolderIdentity = ptr.To(holder)
+	}
+	for _, kv := range annotations {
+		k, v, _ := strings.Cut(kv, "=")
+		if l.Annotations == nil {
+			l.Annotations = map[string]string{}
+		}
+		l.Annotations[k] = v
+	}
+	return l
+}
+
+func how(h election.AcquiredHow) string { return election.AnnotationAcquiredHow + "=" + string(h) }
+func releasedBy(id string, sec int) []string {
+	return []string{election.AnnotationReleasedBy + "=" + id, election.AnnotationReleasedAt + "=" + at(sec).Format(time.RFC3339Nano)}
+}
+
+func open(holder string, epoch int32, acquiredSec int, start v1alpha1.StartReason) v1alpha1.HistoryEntry {
+	return v1alpha1.HistoryEntry{Holder: holder, Transition: epoch, AcquiredAt: metav1.NewTime(at(acquiredSec)), StartReason: start}
+}
+
+func ended(e v1alpha1.HistoryEntry, endSec int, reason v1alpha1.EndReason) v1alpha1.HistoryEntry {
+	e.EndedAt, e.EndReason = ptr.To(metav1.NewTime(at(endSec))), reason
+	return e
+}
+
+func gap(e v1alpha1.HistoryEntry, sec int) v1alpha1.HistoryEntry {
+	e.LeaderlessFor = &metav1.Duration{Duration: time.Duration(sec) * time.Second}
+	return e
+}
+
+func missed(e v1alpha1.HistoryEntry, n int32) v1alpha1.HistoryEntry {
+	e.MissedTransitions = n
+	return e
+}
+
+func TestNextHistory(t *testing.T) {
+	a1 := open("a", 1, 0, v1alpha1.StartElected)
+	cases := []struct {
+		name       string
+		prev       []v1alpha1.HistoryEntry
+		obs        observation
+		want       []v1alpha1.HistoryEntry
+		wantEvents []string
+	}{{
+		name: "no lease, no history",
+		obs:  observation{now: at(1)},
+	}, {
+		name:       "first holder, elected by our elector",
+		obs:        observation{lease: lease("a", 1, 0, how(election.AcquiredElected)), now: at(1)},
+		want:       []v1alpha1.HistoryEntry{a1},
+		wantEvents: []string{"LeaderElected a leads (epoch 1, Elected)"},
+	}, {
+		name:       "first holder of a fresh lease, by client-go",
+		obs:        observation{lease: lease("x", 0, 0), now: at(1)},
+		want:       []v1alpha1.HistoryEntry{open("x", 0, 0, v1alpha1.StartElected)},
+		wantEvents: []string{"LeaderElected x leads (epoch 0, Elected)"},
+	}, {
+		name:       "first seen mid-life, by client-go: unknown start",
+		obs:        observation{lease: lease("x", 7, 0), now: at(1)},
+		want:       []v1alpha1.HistoryEntry{open("x", 7, 0, v1alpha1.StartUnknown)},
+		wantEvents: []string{"LeaderElected x leads (epoch 7, Unknown)"},
+	}, {
+		name: "a renewal changes nothing",
+		prev: []v1alpha1.HistoryEntry{a1},
+		obs:  observation{lease: lease("a", 1, 0, how(election.AcquiredElected)), now: at(30)},
+		want: []v1alpha1.HistoryEntry{a1},
+	}, {
+		name:       "release seen",
+		prev:       []v1alpha1.HistoryEntry{a1},
+		obs:        observation{lease: lease("", 1, 0, releasedBy("a", 9)...), now: at(10)},
+		want:       []v1alpha1.HistoryEntry{ended(a1, 9, v1alpha1.EndReleased)},
+		wantEvents: []string{"LeaderLost a released the lease (epoch 1)"},
+	}, {
+		name:       "release by client-go, which records nothing: seen time",
+		prev:       []v1alpha1.HistoryEntry{a1},
+		obs:        observation{lease: lease("", 1, 0), now: at(10)},
+		want:       []v1alpha1.HistoryEntry{ended(a1, 10, v1alpha1.EndReleased)},
+		wantEvents: []string{"LeaderLost a released the lease (epoch 1)"},
+	}, {
+		name:       "takeover after a seen release",
+		prev:       []v1alpha1.HistoryEntry{ended(a1, 9, v1alpha1.EndReleased)},
+		obs:        observation{lease: lease("b", 2, 9, how(election.AcquiredAfterRelease)), now: at(10)},
+		want:       []v1alpha1.HistoryEntry{gap(open("b", 2, 9, v1alpha1.StartAfterRelease), 0), ended(a1, 9, v1alpha1.EndReleased)},
+		wantEvents: []string{"LeaderElected b leads (epoch 2, AfterRelease)"},
+	}, {
+		name: "takeover after an unseen release: the new record tells both",
+		prev: []v1alpha1.HistoryEntry{a1},
+		obs: observation{lease: lease("b", 2, 10, append(releasedBy("a", 9), how(election.AcquiredAfterRelease))...),
+			now: at(11)},
+		want:       []v1alpha1.HistoryEntry{gap(open("b", 2, 10, v1alpha1.StartAfterRelease), 1), ended(a1, 9, v1alpha1.EndReleased)},
+		wantEvents: []string{"LeaderLost a released the lease (epoch 1)", "LeaderElected b leads (epoch 2, AfterRelease)"},
+	}, {
+		name:       "expiry seen on the observer's clock",
+		prev:       []v1alpha1.HistoryEntry{a1},
+		obs:        observation{lease: lease("a", 1, 0), expiredAt: ptr.To(at(20)), now: at(20)},
+		want:       []v1alpha1.HistoryEntry{ended(a1, 20, v1alpha1.EndExpired)},
+		wantEvents: []string{"LeaseExpired a stopped renewing the lease (epoch 1)"},
+	}, {
+		name:       "takeover after a seen expiry, by client-go",
+		prev:       []v1alpha1.HistoryEntry{ended(a1, 20, v1alpha1.EndExpired)},
+		obs:        observation{lease: lease("b", 2, 21), now: at(21)},
+		want:       []v1alpha1.HistoryEntry{gap(open("b", 2, 21, v1alpha1.StartAfterExpiry), 1), ended(a1, 20, v1alpha1.EndExpired)},
+		wantEvents: []string{"LeaderElected b leads (epoch 2, AfterExpiry)"},
+	}, {
+		name:       "takeover after an unseen expiry",
+		prev:       []v1alpha1.HistoryEntry{a1},
+		obs:        observation{lease: lease("b", 2, 21, how(election.AcquiredAfterExpiry)), now: at(22)},
+		want:       []v1alpha1.HistoryEntry{open("b", 2, 21, v1alpha1.StartAfterExpiry), ended(a1, 21, v1alpha1.EndExpired)},
+		wantEvents: []string{"LeaseExpired a stopped renewing the lease (epoch 1)", "LeaderElected b leads (epoch 2, AfterExpiry)"},
+	}, {
+		name:       "same identity re-acquires after a loss: a new term",
+		prev:       []v1alpha1.HistoryEntry{ended(a1, 20, v1alpha1.EndExpired)},
+		obs:        observation{lease: lease("a", 2, 25, how(election.AcquiredAfterExpiry)), now: at(26)},
+		want:       []v1alpha1.HistoryEntry{gap(open("a", 2, 25, v1alpha1.StartAfterExpiry), 5), ended(a1, 20, v1alpha1.EndExpired)},
+		wantEvents: []string{"LeaderElected a leads (epoch 2, AfterExpiry)"},
+	}, {
+		name:       "missed transitions (say, no status writer for a while): counted, ends unknown",
+		prev:       []v1alpha1.HistoryEntry{a1},
+		obs:        observation{lease: lease("c", 4, 50, how(election.AcquiredAfterRelease)), now: at(60)},
+		want:       []v1alpha1.HistoryEntry{missed(open("c", 4, 50, v1alpha1.StartAfterRelease), 2), ended(a1, 50, v1alpha1.EndUnknown)},
+		wantEvents: []string{"LeaderLost a no longer leads (epoch 1, Unknown)", "LeaderElected c leads (epoch 4, AfterRelease)"},
+	}, {
+		name:       "a holder called expired renews after all: its term goes on",
+		prev:       []v1alpha1.HistoryEntry{ended(a1, 20, v1alpha1.EndExpired)},
+		obs:        observation{lease: lease("a", 1, 0), now: at(21)},
+		want:       []v1alpha1.HistoryEntry{a1},
+		wantEvents: nil,
+	}, {
+		name:       "lease deleted under a holder: unknown",
+		prev:       []v1alpha1.HistoryEntry{a1},
+		obs:        observation{now: at(30)},
+		want:       []v1alpha1.HistoryEntry{ended(a1, 30, v1alpha1.EndUnknown)},
+		wantEvents: []string{"LeaderLost a no longer leads (epoch 1, Unknown)"},
+	}, {
+		name:       "first seen already expired",
+		obs:        observation{lease: lease("z", 3, 0), expiredAt: ptr.To(at(15)), now: at(15)},
+		want:       []v1alpha1.HistoryEntry{ended(open("z", 3, 0, v1alpha1.StartUnknown), 15, v1alpha1.EndExpired)},
+		wantEvents: []string{"LeaderElected z leads (epoch 3, Unknown)", "LeaseExpired z stopped renewing the lease (epoch 3)"},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			prevCopy := append([]v1alpha1.HistoryEntry(nil), tc.prev...)
+			got, events := nextHistory(tc.prev, tc.obs, 10)
+			if !equalHistory(got, tc.want) {
+				t.Errorf("history:\n got %s\nwant %s", describe(got), describe(tc.want))
+			}
+			var gotEvents []string
+			for _, e := range events {
+				gotEvents = append(gotEvents, e.reason+" "+e.message)
+			}
+			if strings.Join(gotEvents, "\n") != strings.Join(tc.wantEvents, "\n") {
+				t.Errorf("events:\n got %q\nwant %q", gotEvents, tc.wantEvents)
+			}
+			if !equalHistory(tc.prev, prevCopy) {
+				t.Errorf("the previous history was modified")
+			}
+		})
+	}
+}
+
+func TestNextHistoryKeepsTheLimit(t *testing.T) {
+	var history []v1alpha1.HistoryEntry
+	for epoch := int32(1); epoch <= 5; epoch++ {
+		history, _ = nextHistory(history, observation{lease: lease("a", epoch, int(epoch)), now: at(int(epoch))}, 3)
+	}
+	if len(history) != 3 || history[0].Transition != 5 || history[2].Transition != 3 {
+		t.Errorf("want epochs 5, 4, 3; got %s", describe(history))
+	}
+}
+
+func equalHistory(a, b []v1alpha1.HistoryEntry) bool {
+	return describe(a) == describe(b)
+}
+
+func describe(h []v1alpha1.HistoryEntry) string {
+	var parts []string
+	for _, e := range h {
+		s := e.Holder + "/" + string(rune('0'+e.Transition)) + " from " + e.AcquiredAt.UTC().Format("15:04:05") + " " + string(e.StartReason)
+		if e.EndedAt != nil {
+			s += " to " + e.EndedAt.UTC().Format("15:04:05") + " " + string(e.EndReason)
+		}
+		if e.LeaderlessFor != nil {
+			s += " gap " + e.LeaderlessFor.Duration.String()
+		}
+		if e.MissedTransitions > 0 {
+			s += " missed " + string(rune('0'+e.MissedTransitions))
+		}
+		parts = append(parts, "["+s+"]")
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,197 @@
+// Package controller reconciles LeaderGroups: it runs this instance's electors for the
+// groups it serves and, while this instance holds the manager's own lock, derives
+// each group's status from its Lease.
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/election"
+)
+
+// +kubebuilder:rbac:groups=coordination.electionmanager.dev,resources=leadergroups,verbs=get;list;watch
+// +kubebuilder:rbac:groups=coordination.electionmanager.dev,resources=leadergroups/status,verbs=get;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// LeaderGroupReconciler reconciles LeaderGroups.
+type LeaderGroupReconciler struct {
+	client.Client
+	Recorder recorder.EventRecorder
+	// Identity is this instance's --id: its identity in every Manager group.
+	Identity string
+	Electors *election.Registry
+	Leases   *election.LeaseInformer
+	// Writer is the elector of the manager's own lock; while it leads, this
+	// instance writes status.
+	Writer *election.Elector
+	// LockName is the manager lock's name, which marks this installation's presence Leases.
+	LockName string
+	// ExternalLeaseNamespaces are the other namespaces External groups may name.
+	ExternalLeaseNamespaces []string
+	Clock                   clock.PassiveClock
+
+	leaseClock *leaseClock
+	presence   *presence
+	queue      atomic.Pointer[workqueue.TypedRateLimitingInterface[reconcile.Request]]
+}
+
+const leaseIndex = "leaderGroup.lease"
+
+// Reconcile runs this instance's elector for the group and, when this instance is the
+// status writer, writes the group's status once if it changed.
+func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	group := &v1alpha1.LeaderGroup{}
+	if err := r.Get(ctx, req.NamespacedName, group); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Electors.Stop(req.String()) // the group's Lease goes with it: it is owned
+			forgetGroupMetrics(req.Namespace, req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	lease := resolveLease(group)
+	block, err := r.blocked(ctx, group, lease)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.syncElector(ctx, group, lease, block); err != nil {
+		return ctrl.Result{}, err
+	}
+	if !r.Writer.IsLeader() {
+		return ctrl.Result{}, nil
+	}
+	in, recheck := r.observe(group, lease, block)
+	status, events := computeStatus(in)
+	if err := r.writeStatus(ctx, group, status, events); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: recheck}, nil
+}
+
+// blocked lists the groups naming the same Lease and says why group cannot run.
+func (r *LeaderGroupReconciler) blocked(ctx context.Context, group *v1alpha1.LeaderGroup, lease types.NamespacedName) (blocked, error) {
+	var same v1alpha1.LeaderGroupList
+	if err := r.List(ctx, &same, client.MatchingFields{leaseIndex: lease.String()}); err != nil {
+		return blocked{}, fmt.Errorf("listing the groups on Lease %s: %w", lease, err)
+	}
+	return blockedBy(group, lease, r.ExternalLeaseNamespaces, same.Items), nil
+}
+
+// syncElector runs this instance's elector in a Manager group that may run, and stops
+// it (releasing the Lease if it leads) otherwise.
+func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1.LeaderGroup, lease types.NamespacedName, block blocked) error {
+	key := client.ObjectKeyFromObject(group).String()
+	if group.Spec.Candidates.Source != v1alpha1.SourceManager || block.reason != "" {
+		r.Electors.Stop(key)
+		return nil
+	}
+	labels := []string{group.Namespace, group.Name}
+	logger := klog.FromContext(ctx)
+	_, err := r.Electors.Ensure(key, electorConfig(group, lease, r.Identity), election.Callbacks{
+		OnStartedLeading: func(epoch int32) {
+			isLeader.WithLabelValues(labels...).Set(1)
+			logger.Info("Leading", "lease", lease.String(), "epoch", epoch)
+		},
+		OnStoppedLeading: func() {
+			isLeader.WithLabelValues(labels...).Set(0)
+			logger.Info("Stopped leading", "lease", lease.String())
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("running the elector on Lease %s: %w", lease, err)
+	}
+	return nil
+}
+
+// observe gathers what the status is computed from, and when to look again: when
+// the holder or a candidate would expire on this observer's clock.
+func (r *LeaderGroupReconciler) observe(group *v1alpha1.LeaderGroup, lease types.NamespacedName, block blocked) (statusInput, time.Duration) {
+	now := r.Clock.Now()
+	in := statusInput{group: group, lease: lease, blocked: block, now: now}
+	var next time.Time
+	if group.Spec.Candidates.Source == v1alpha1.SourceManager {
+		in.candidates, next = r.presence.candidates(group, now)
+	}
+	// A suspended Manager group is still observed, so its electors' release is recorded.
+	if block.reason != "" && !(block.reason == v1alpha1.ReasonSuspended && group.Spec.Candidates.Source == v1alpha1.SourceManager) {
+		return in, until(now, next)
+	}
+	obs := &observation{lease: r.Leases.Get(lease), now: now}
+	if expiry, ok := r.leaseClock.expiry(lease, obs.lease); ok {
+		if now.Before(expiry) {
+			next = earliest(next, expiry)
+		} else {
+			obs.expiredAt = &expiry
+		}
+	}
+	in.obs = obs
+	return in, until(now, next)
+}
+
+// writeStatus writes status once, only if it changed, then records the events and
+// metrics it implies. The optimistic lock keeps a writer that just lost the
+// manager's lock from overwriting the history its successor wrote.
+func (r *LeaderGroupReconciler) writeStatus(ctx context.Context, group *v1alpha1.LeaderGroup, status v1alpha1.LeaderGroupStatus, events []event) error {
+	if equality.Semantic.DeepEqual(group.Status, status) {
+		return nil
+	}
+	prev := group.Status
+	patch := client.MergeFromWithOptions(group.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	group.Status = status
+	if err := r.Status().Patch(ctx, group, patch); err != nil {
+		return fmt.Errorf("writing the status: %w", err)
+	}
+	recordGroupMetrics(group, prev, status)
+	for _, e := range events {
+		eventType := corev1.EventTypeNormal
+		if e.warning {
+			eventType = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(group, nil, eventType, e.reason, "Observe", "%s", e.message)
+	}
+	return nil
+}
+
+// SetupWithManager registers the controller. Leases come from the elector's shared
+// informer, so the process watches Leases once.
+func (r *LeaderGroupReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	r.leaseClock = newLeaseClock(clock.RealClock{})
+	r.presence = newPresence(r.LockName, r.leaseClock)
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.LeaderGroup{}, leaseIndex, func(o client.Object) []string {
+		return []string{resolveLease(o.(*v1alpha1.LeaderGroup)).String()}
+	}); err != nil {
+		return fmt.Errorf("indexing LeaderGroups by Lease: %w", err)
+	}
+	synced, err := r.Leases.AddEventHandler(r.onLease)
+	if err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.LeaderGroup{}, builder.WithPredicates(
+			// Status writes change neither: they must not cause another reconcile.
+			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		WatchesRawSource(&syncedSource{Source: source.Func(r.startWaking), synced: synced}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		Complete(r)
+}

@@ -1,0 +1,98 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/election-manager/election-manager/api/v1alpha1"
+)
+
+// What wakes a group besides changes to the group itself: a new term on its Lease,
+// a manager instance coming or going, and this instance becoming the status writer.
+
+// startWaking is the controller's raw source: it keeps the queue to add to.
+func (r *LeaderGroupReconciler) startWaking(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+	r.queue.Store(&q)
+	return nil
+}
+
+// onLease runs on the Lease informer's goroutine for every add, update and delete.
+// Renewals only move the observer's clock: they wake nothing.
+func (r *LeaderGroupReconciler) onLease(l *coordinationv1.Lease, deleted bool) {
+	key := types.NamespacedName{Namespace: l.Namespace, Name: l.Name}
+	current := l
+	if deleted {
+		current = nil
+	}
+	if r.presence.isPresence(l) {
+		if r.presence.observe(key, current) {
+			r.EnqueueAll()
+		}
+		return
+	}
+	if r.leaseClock.observe(key, current) {
+		var groups v1alpha1.LeaderGroupList
+		if err := r.List(context.Background(), &groups, client.MatchingFields{leaseIndex: key.String()}); err == nil {
+			r.enqueue(groups.Items)
+		}
+	}
+}
+
+// EnqueueAll wakes every group this instance serves; the status writer calls it when
+// it takes over. It does not block.
+func (r *LeaderGroupReconciler) EnqueueAll() {
+	go func() {
+		var groups v1alpha1.LeaderGroupList
+		if err := r.List(context.Background(), &groups); err == nil {
+			r.enqueue(groups.Items)
+		}
+	}()
+}
+
+func (r *LeaderGroupReconciler) enqueue(groups []v1alpha1.LeaderGroup) {
+	q := r.queue.Load()
+	if q == nil {
+		return // not started: the controller's first list reconciles every group
+	}
+	for i := range groups {
+		(*q).Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&groups[i])})
+	}
+}
+
+// syncedSource holds the controller back until the Lease handler has seen every
+// existing Lease: before that, a Lease missing from it may yet exist.
+type syncedSource struct {
+	source.Source
+	synced func() bool
+}
+
+func (s *syncedSource) WaitForSync(ctx context.Context) error {
+	return wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(context.Context) (bool, error) {
+		return s.synced(), nil
+	})
+}
+
+func until(now, t time.Time) time.Duration {
+	if t.IsZero() {
+		return 0
+	}
+	if d := t.Sub(now); d > 0 {
+		return d
+	}
+	return time.Millisecond
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
