@@ -11,13 +11,21 @@ SHELL := /usr/bin/env bash -o pipefail
 LOCALBIN := $(CURDIR)/bin
 GOOS_ARCH := $(shell go env GOOS)-$(shell go env GOARCH)
 
+# The project's version: the chart's version and appVersion must match it (make verify-chart).
+VERSION ?= 0.1.0
+
 ## Pinned versions. The control plane's versions live in the go.mod of the small
 ## modules that build it (hack/controlplane, hack/etcd), so a bump is one line there.
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
+HELM_VERSION ?= v4.3.1
 K8S_VERSION := $(shell awk '$$1 == "require" && $$2 == "k8s.io/kubernetes" {sub(/^v/, "", $$3); print $$3}' hack/controlplane/go.mod)
 ETCD_VERSION := $(shell awk '$$1 == "require" && $$2 == "go.etcd.io/etcd/server/v3" {print $$3}' hack/etcd/go.mod)
 
 CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+HELM := $(LOCALBIN)/helm-$(HELM_VERSION)
+CHART_DIR := charts/election-manager
+# The chart tests (test/chart) run this helm.
+export HELM
 # setup-envtest's layout, so envtest and kubebuilder tooling find the binaries offline.
 KUBEBUILDER_ASSETS := $(LOCALBIN)/k8s/$(K8S_VERSION)-$(GOOS_ARCH)
 KUBE_APISERVER := $(KUBEBUILDER_ASSETS)/kube-apiserver
@@ -45,8 +53,17 @@ help: ## Show the targets.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC from the markers.
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC from the markers, and copy them into the chart.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@# The Pods candidate source's permissions, granted only with the chart's podsSource.enabled.
+	if compgen -G "internal/podsource/*.go" >/dev/null; then \
+		$(CONTROLLER_GEN) rbac:roleName=manager-pods-role paths="./internal/podsource/..." output:rbac:artifacts:config=config/rbac/pods; \
+	fi
+	rm -rf $(CHART_DIR)/files/crds $(CHART_DIR)/files/rbac
+	mkdir -p $(CHART_DIR)/files/crds $(CHART_DIR)/files/rbac
+	cp config/crd/bases/*.yaml $(CHART_DIR)/files/crds/
+	cp config/rbac/role.yaml $(CHART_DIR)/files/rbac/manager-role.yaml
+	if [ -f config/rbac/pods/role.yaml ]; then cp config/rbac/pods/role.yaml $(CHART_DIR)/files/rbac/pods-role.yaml; fi
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate the deepcopy methods.
@@ -65,8 +82,15 @@ vet: ## Run go vet, and fail on unformatted files.
 	go vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
+.PHONY: verify-chart
+verify-chart: ## Fail when the chart's version or appVersion is not VERSION.
+	@for key in version appVersion; do \
+		got=$$(awk -v k="$$key:" '$$1 == k {gsub(/"/, "", $$2); print $$2}' $(CHART_DIR)/Chart.yaml); \
+		[ "$$got" = "$(VERSION)" ] || { echo "verify-chart: $(CHART_DIR)/Chart.yaml $$key is '$$got', want VERSION=$(VERSION)" >&2; exit 1; }; \
+	done
+
 .PHONY: test
-test: verify vet controlplane ## Run every test against a real kube-apiserver and etcd.
+test: verify verify-chart vet controlplane helm ## Run every test against a real kube-apiserver and etcd.
 	go test -race -count=1 -timeout 20m ./...
 
 .PHONY: bench
@@ -88,6 +112,23 @@ run: build controlplane ## Start a local control plane and run the manager again
 run-cluster: build $(KUBECTL) ## Install the CRD into the current kubeconfig's cluster and run the manager there.
 	$(KUBECTL) apply --server-side -f config/crd/bases
 	$(LOCALBIN)/manager $(ARGS)
+
+# HELM_ARGS passes extra flags, e.g. HELM_ARGS="--set image.repository=my/election-manager --set image.tag=dev".
+HELM_RELEASE ?= election-manager
+HELM_NAMESPACE ?= election-manager-system
+HELM_ARGS ?=
+
+.PHONY: helm-install
+helm-install: manifests $(HELM) ## Install or upgrade the chart into the current kubeconfig's cluster.
+	$(HELM) upgrade --install $(HELM_RELEASE) $(CHART_DIR) --namespace $(HELM_NAMESPACE) --create-namespace $(HELM_ARGS)
+
+.PHONY: helm-uninstall
+helm-uninstall: $(HELM) ## Uninstall the chart; the CRD and the LeaderGroups stay.
+	$(HELM) uninstall $(HELM_RELEASE) --namespace $(HELM_NAMESPACE)
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## Lint the chart with its default values.
+	$(HELM) lint --strict $(CHART_DIR)
 
 .PHONY: docker-build
 docker-build: ## Build the manager image (needs a Docker engine).
@@ -113,3 +154,13 @@ $(ETCD_STAMP): hack/etcd/go.mod hack/etcd/go.sum
 $(CONTROLLER_GEN):
 	GOBIN=$(LOCALBIN)/tmp go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(LOCALBIN)/tmp/controller-gen $@ && rmdir $(LOCALBIN)/tmp
+
+.PHONY: helm
+helm: $(HELM) ## Build the pinned helm into bin/.
+
+# Without the -X, helm reports its version as "v4.3" instead of the patch release.
+$(HELM):
+	GOBIN=$(LOCALBIN)/tmp-helm go install -trimpath \
+		-ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)" \
+		helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/tmp-helm/helm $@ && rmdir $(LOCALBIN)/tmp-helm
