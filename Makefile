@@ -54,11 +54,10 @@ help: ## Show the targets.
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC from the markers, and copy them into the chart.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths="{./cmd/...,./internal/controller/...,./internal/election/...}" output:rbac:artifacts:config=config/rbac
 	@# The Pods candidate source's permissions, granted only with the chart's podsSource.enabled.
-	if compgen -G "internal/podsource/*.go" >/dev/null; then \
-		$(CONTROLLER_GEN) rbac:roleName=manager-pods-role paths="./internal/podsource/..." output:rbac:artifacts:config=config/rbac/pods; \
-	fi
+	$(CONTROLLER_GEN) rbac:roleName=manager-pods-role paths="./internal/podsource/..." output:rbac:artifacts:config=config/rbac/pods
 	rm -rf $(CHART_DIR)/files/crds $(CHART_DIR)/files/rbac
 	mkdir -p $(CHART_DIR)/files/crds $(CHART_DIR)/files/rbac
 	cp config/crd/bases/*.yaml $(CHART_DIR)/files/crds/

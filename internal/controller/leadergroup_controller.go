@@ -20,13 +20,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
 	"github.com/election-manager/election-manager/internal/election"
+	"github.com/election-manager/election-manager/internal/podsource"
 )
 
 // +kubebuilder:rbac:groups=coordination.electionmanager.dev,resources=leadergroups,verbs=get;list;watch
@@ -49,7 +51,9 @@ type LeaderGroupReconciler struct {
 	LockName string
 	// ExternalLeaseNamespaces are the other namespaces External groups may name.
 	ExternalLeaseNamespaces []string
-	Clock                   clock.PassiveClock
+	// Pods holds Pods groups' Leases for their pods; nil: the Pods source is off.
+	Pods  *podsource.Holder
+	Clock clock.PassiveClock
 
 	leaseClock *leaseClock
 	presence   *presence
@@ -81,7 +85,11 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if !r.Writer.IsLeader() {
 		return ctrl.Result{}, nil
 	}
-	in, recheck := r.observe(group, lease, block)
+	pods, err := r.syncPods(ctx, group, lease, block)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	in, recheck := r.observe(group, lease, block, pods)
 	status, events := computeStatus(in)
 	if err := r.writeStatus(ctx, group, status, events); err != nil {
 		return ctrl.Result{}, err
@@ -95,7 +103,7 @@ func (r *LeaderGroupReconciler) blocked(ctx context.Context, group *v1alpha1.Lea
 	if err := r.List(ctx, &same, client.MatchingFields{leaseIndex: lease.String()}); err != nil {
 		return blocked{}, fmt.Errorf("listing the groups on Lease %s: %w", lease, err)
 	}
-	return blockedBy(group, lease, r.ExternalLeaseNamespaces, same.Items), nil
+	return blockedBy(group, lease, r.ExternalLeaseNamespaces, r.Pods != nil, same.Items), nil
 }
 
 // syncElector runs this instance's elector in a Manager group that may run, and stops
@@ -126,18 +134,29 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 
 // observe gathers what the status is computed from, and when to look again: when
 // the holder or a candidate would expire on this observer's clock.
-func (r *LeaderGroupReconciler) observe(group *v1alpha1.LeaderGroup, lease types.NamespacedName, block blocked) (statusInput, time.Duration) {
+func (r *LeaderGroupReconciler) observe(group *v1alpha1.LeaderGroup, lease types.NamespacedName, block blocked, pods *podsView) (statusInput, time.Duration) {
 	now := r.Clock.Now()
 	in := statusInput{group: group, lease: lease, blocked: block, now: now}
 	var next time.Time
-	if group.Spec.Candidates.Source == v1alpha1.SourceManager {
+	switch group.Spec.Candidates.Source {
+	case v1alpha1.SourceManager:
 		in.candidates, next = r.presence.candidates(group, now)
+	case v1alpha1.SourcePods:
+		in.candidates = []v1alpha1.CandidateStatus{}
 	}
-	// A suspended Manager group is still observed, so its electors' release is recorded.
-	if block.reason != "" && !(block.reason == v1alpha1.ReasonSuspended && group.Spec.Candidates.Source == v1alpha1.SourceManager) {
+	// A suspended group is still observed, so that its release is recorded; only
+	// External groups stop being observed (nobody here releases for them).
+	if block.reason != "" && !(block.reason == v1alpha1.ReasonSuspended && group.Spec.Candidates.Source != v1alpha1.SourceExternal) {
 		return in, until(now, next)
 	}
 	obs := &observation{lease: r.Leases.Get(lease), now: now}
+	if pods != nil {
+		// What this writer just wrote is fresher than the informer's copy.
+		in.candidates, obs.lease = pods.candidates, pods.lease
+		if pods.renewIn > 0 {
+			next = earliest(next, now.Add(pods.renewIn))
+		}
+	}
 	if expiry, ok := r.leaseClock.expiry(lease, obs.lease); ok {
 		if now.Before(expiry) {
 			next = earliest(next, expiry)
@@ -187,11 +206,14 @@ func (r *LeaderGroupReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	if err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.LeaderGroup{}, builder.WithPredicates(
 			// Status writes change neither: they must not cause another reconcile.
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
 		WatchesRawSource(&syncedSource{Source: source.Func(r.startWaking), synced: synced}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
-		Complete(r)
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4})
+	if r.Pods != nil {
+		b = b.Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.groupsForPod))
+	}
+	return b.Complete(r)
 }

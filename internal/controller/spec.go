@@ -31,7 +31,7 @@ func resolveLease(g *v1alpha1.LeaderGroup) types.NamespacedName {
 // blockedBy says why g cannot be served as declared, given the namespaces External
 // groups may use and the other groups that name the same Lease. It is computed the
 // same way by every instance that sees the same groups.
-func blockedBy(g *v1alpha1.LeaderGroup, lease types.NamespacedName, externalNamespaces []string, sameLease []v1alpha1.LeaderGroup) blocked {
+func blockedBy(g *v1alpha1.LeaderGroup, lease types.NamespacedName, externalNamespaces []string, podsEnabled bool, sameLease []v1alpha1.LeaderGroup) blocked {
 	source := g.Spec.Candidates.Source
 	if lease.Namespace != g.Namespace {
 		switch {
@@ -51,8 +51,8 @@ func blockedBy(g *v1alpha1.LeaderGroup, lease types.NamespacedName, externalName
 	if err := timingsValid(g); err != nil {
 		return blocked{v1alpha1.ReasonInvalidSpec, err.Error()}
 	}
-	if source == v1alpha1.SourcePods {
-		return blocked{v1alpha1.ReasonSourceNotSupported, "candidates.source Pods is not supported by this version of the manager"}
+	if source == v1alpha1.SourcePods && !podsEnabled {
+		return blocked{v1alpha1.ReasonSourceNotSupported, "candidates.source Pods: this manager runs without --pods-source (the chart's podsSource.enabled)"}
 	}
 	if g.Spec.Suspend {
 		return blocked{v1alpha1.ReasonSuspended, "spec.suspend is true: no elector runs"}
@@ -116,11 +116,16 @@ func electorConfig(g *v1alpha1.LeaderGroup, lease types.NamespacedName, identity
 		RetryPeriod:     g.Spec.RetryPeriod.Duration,
 		ReleaseOnCancel: g.Spec.ReleaseOnCancel == nil || *g.Spec.ReleaseOnCancel,
 		Labels:          map[string]string{LabelGroup: g.Name},
-		// No blockOwnerDeletion: it would need update on leadergroups/finalizers.
-		OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: v1alpha1.GroupVersion.String(), Kind: "LeaderGroup",
-			Name: g.Name, UID: g.UID, Controller: ptr.To(true),
-		}},
+		OwnerReferences: []metav1.OwnerReference{ownerReference(g)},
+	}
+}
+
+// ownerReference makes a Lease the manager creates go with its group. No
+// blockOwnerDeletion: it would need update on leadergroups/finalizers.
+func ownerReference(g *v1alpha1.LeaderGroup) metav1.OwnerReference {
+	return metav1.OwnerReference{
+		APIVersion: v1alpha1.GroupVersion.String(), Kind: "LeaderGroup",
+		Name: g.Name, UID: g.UID, Controller: ptr.To(true),
 	}
 }
 

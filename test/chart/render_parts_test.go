@@ -146,6 +146,7 @@ func TestRenderOptionalParts(t *testing.T) {
 		"--health-probe-bind-address=:8081",
 		"--namespaces=team-a,team-b",
 		"--external-lease-namespaces=shared",
+		"--pods-source",
 		"--group-selector=tier=payments",
 		"--lock-name=em-lock",
 		"--lock-namespace=" + releaseNS,

@@ -209,6 +209,12 @@ func TestRenderPodsPermissionsOnlyWithPodsSource(t *testing.T) {
 	if grantsPods(cluster) {
 		t.Errorf("pods are granted without podsSource.enabled: %+v", cluster)
 	}
+	for enabled, want := range map[string]bool{"false": false, "true": true} {
+		args := render(t, chart, "--set", "podsSource.enabled="+enabled).deployment().Spec.Template.Spec.Containers[0].Args
+		if slices.Contains(args, "--pods-source") != want {
+			t.Errorf("podsSource.enabled=%s: manager args %v", enabled, args)
+		}
+	}
 	cluster, _ = render(t, chart, "--set", "podsSource.enabled=true").managerRules(fullname)
 	for _, rule := range podsRules {
 		if !slices.ContainsFunc(cluster, func(r rbacv1.PolicyRule) bool { return reflect.DeepEqual(r, rule) }) {

@@ -114,3 +114,21 @@ func TestRunLocalStartsAndStopsEverything(t *testing.T) {
 		t.Errorf("the kubeconfig is gone: %v", err)
 	}
 }
+
+// Every sample is accepted by the real API server, as kubectl apply sends it.
+func TestKubectlAcceptsEverySample(t *testing.T) {
+	samples, err := filepath.Glob(filepath.Join(testutil.RepoRoot(), "config", "samples", "*.yaml"))
+	if err != nil || len(samples) < 2 {
+		t.Fatalf("samples: %v %v", samples, err)
+	}
+	for _, sample := range samples {
+		if filepath.Base(sample) == "kustomization.yaml" {
+			continue
+		}
+		t.Run(filepath.Base(sample), func(t *testing.T) {
+			if out, err := runKubectl(t, cp.Kubeconfig, "", "apply", "--dry-run=server", "-f", sample); err != nil {
+				t.Errorf("kubectl apply --dry-run=server -f %s: %v\n%s", sample, err, out)
+			}
+		})
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/election-manager/election-manager/internal/controller"
 	"github.com/election-manager/election-manager/internal/election"
+	"github.com/election-manager/election-manager/internal/podsource"
 )
 
 // setUpElections wires the election machinery into mgr: one Lease informer and one
@@ -49,6 +50,9 @@ func setUpElections(ctx context.Context, mgr ctrl.Manager, o *Options) error {
 		LockName:                o.Lock.Name,
 		ExternalLeaseNamespaces: o.ExternalLeaseNamespaces,
 		Clock:                   clock.RealClock{},
+	}
+	if o.PodsSource {
+		r.Pods = &podsource.Holder{Client: mgr.GetClient(), Leases: leasesClient, Clock: clock.RealClock{}}
 	}
 	// The manager's own lock is an elector like any other: losing it stops status
 	// writing, never the process or the group electors in it.

@@ -29,6 +29,8 @@ type Options struct {
 	GroupSelector          string
 	// ExternalLeaseNamespaces are the other namespaces External groups may name.
 	ExternalLeaseNamespaces []string
+	// PodsSource turns on the Pods candidate source, which watches and relabels pods.
+	PodsSource bool
 
 	// Lock is the manager's own lock: the instance holding it writes status.
 	Lock LockOptions
@@ -77,6 +79,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		func(s string) error { o.Namespaces = splitList(s); return nil })
 	fs.StringVar(&o.GroupSelector, "group-selector", o.GroupSelector,
 		"Label selector: this instance serves only the LeaderGroups it matches. Empty: all.")
+	fs.BoolVar(&o.PodsSource, "pods-source", o.PodsSource,
+		"Serve Pods-source groups: watch pods and label the leader (needs pod get/list/watch/patch).")
 	fs.Func("external-lease-namespaces", "Comma-separated namespaces, other than their own, whose Leases External groups may observe. Empty: none.",
 		func(s string) error { o.ExternalLeaseNamespaces = splitList(s); return nil })
 	fs.StringVar(&o.Lock.Name, "lock-name", o.Lock.Name,

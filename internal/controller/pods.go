@@ -1,0 +1,88 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/podsource"
+)
+
+// podsView is what the status writer did for a Pods group: who could lead, the Lease
+// as it wrote it, and when to renew.
+type podsView struct {
+	candidates []v1alpha1.CandidateStatus
+	lease      *coordinationv1.Lease
+	renewIn    time.Duration
+}
+
+// syncPods holds a Pods group's Lease for its chosen pod. Only the status writer
+// calls it; it does nothing for other sources or a blocked group.
+func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.LeaderGroup, lease types.NamespacedName, block blocked) (*podsView, error) {
+	suspended := block.reason == v1alpha1.ReasonSuspended
+	if group.Spec.Candidates.Source != v1alpha1.SourcePods || (block.reason != "" && !suspended) {
+		return nil, nil
+	}
+	selector, err := metav1.LabelSelectorAsSelector(group.Spec.Candidates.PodSelector)
+	if err != nil {
+		return nil, fmt.Errorf("spec.candidates.podSelector: %w", err)
+	}
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.InNamespace(group.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+		return nil, fmt.Errorf("listing the candidate pods: %w", err)
+	}
+	current := r.Leases.Get(lease)
+	written, renewIn, err := r.Pods.Sync(ctx, podsource.Group{
+		Lease: lease, Pods: pods.Items, Current: current,
+		Expired:       r.podsLeaseExpired(lease, current, group.Spec.LeaseDuration.Duration),
+		Suspended:     suspended,
+		LeaseDuration: group.Spec.LeaseDuration.Duration, RetryPeriod: group.Spec.RetryPeriod.Duration,
+		Owner: ownerReference(group),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &podsView{candidates: podsource.Candidates(pods.Items), lease: written, renewIn: renewIn}, nil
+}
+
+// groupsForPod wakes the Pods groups in a pod's namespace whose selector picks it.
+func (r *LeaderGroupReconciler) groupsForPod(ctx context.Context, pod client.Object) []reconcile.Request {
+	var groups v1alpha1.LeaderGroupList
+	if err := r.List(ctx, &groups, client.InNamespace(pod.GetNamespace())); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, g := range groups.Items {
+		if g.Spec.Candidates.Source != v1alpha1.SourcePods {
+			continue
+		}
+		selector, err := metav1.LabelSelectorAsSelector(g.Spec.Candidates.PodSelector)
+		if err == nil && selector.Matches(labels.Set(pod.GetLabels())) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&g)})
+		}
+	}
+	return out
+}
+
+// podsLeaseExpired tells whether nobody renewed a Pods group's Lease for leaseDuration.
+// Besides this observer's clock, it trusts the renewTime a manager instance wrote:
+// a status writer that has just taken over has not watched long enough to know that
+// no instance renewed while none was writing (a clock skew between instances can
+// only cost a needless transition, never a second leader).
+func (r *LeaderGroupReconciler) podsLeaseExpired(key types.NamespacedName, l *coordinationv1.Lease, leaseDuration time.Duration) bool {
+	expiry, held := r.leaseClock.expiry(key, l)
+	if !held {
+		return false
+	}
+	now := r.Clock.Now()
+	return !now.Before(expiry) || (l.Spec.RenewTime != nil && now.Sub(l.Spec.RenewTime.Time) >= leaseDuration)
+}
