@@ -37,6 +37,7 @@ const (
 	EventLeaderLost    = "LeaderLost"
 	EventLeaseExpired  = "LeaseExpired"
 	EventConflict      = "Conflict"
+	EventSplitBrain    = "SplitBrain"
 )
 
 // nextHistory folds one observation into the history (newest first) and returns the

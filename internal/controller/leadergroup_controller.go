@@ -9,9 +9,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
@@ -23,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
@@ -39,7 +40,7 @@ import (
 // LeaderGroupReconciler reconciles LeaderGroups.
 type LeaderGroupReconciler struct {
 	client.Client
-	Recorder recorder.EventRecorder
+	Recorder EventRecorder
 	// Identity is this instance's --id: its identity in every Manager group.
 	Identity string
 	Electors *election.Registry
@@ -58,6 +59,12 @@ type LeaderGroupReconciler struct {
 	leaseClock *leaseClock
 	presence   *presence
 	queue      atomic.Pointer[workqueue.TypedRateLimitingInterface[reconcile.Request]]
+}
+
+// EventRecorder records Events (events.k8s.io) on a LeaderGroup; controller-runtime's
+// recorder is one.
+type EventRecorder interface {
+	Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any)
 }
 
 const leaseIndex = "leaderGroup.lease"
@@ -116,7 +123,7 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 	}
 	labels := []string{group.Namespace, group.Name}
 	logger := klog.FromContext(ctx)
-	_, err := r.Electors.Ensure(key, electorConfig(group, lease, r.Identity), election.Callbacks{
+	e, err := r.Electors.Ensure(key, electorConfig(group, lease, r.Identity), election.Callbacks{
 		OnStartedLeading: func(epoch int32) {
 			isLeader.WithLabelValues(labels...).Set(1)
 			logger.Info("Leading", "lease", lease.String(), "epoch", epoch)
@@ -129,7 +136,20 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 	if err != nil {
 		return fmt.Errorf("running the elector on Lease %s: %w", lease, err)
 	}
+	r.checkSplitBrain(group, e.Leader(), r.Leases.Get(lease))
 	return nil
+}
+
+// checkSplitBrain raises the alarm when this instance's elector says it leads while
+// the Lease names someone else at the same or a later epoch: two identities claim
+// the group. (An older epoch is only the informer lagging behind our own write.)
+// The elector's contract makes this impossible; the alarm is there in case it breaks.
+func (r *LeaderGroupReconciler) checkSplitBrain(group *v1alpha1.LeaderGroup, mine election.LeaderInfo, l *coordinationv1.Lease) {
+	if holder := election.HolderOf(l); mine.Leading && holder != "" && holder != r.Identity && election.EpochOf(l) >= mine.Epoch {
+		splitBrain.WithLabelValues(group.Namespace, group.Name).Inc()
+		r.Recorder.Eventf(group, nil, corev1.EventTypeWarning, EventSplitBrain, "Observe",
+			"%s leads in its own view (epoch %d) while the Lease names %s (epoch %d)", r.Identity, mine.Epoch, holder, election.EpochOf(l))
+	}
 }
 
 // observe gathers what the status is computed from, and when to look again: when
