@@ -44,16 +44,28 @@ func AssetsDir() (string, error) {
 	return matches[0], nil
 }
 
+// ControlPlaneOptions changes what StartControlPlaneWith sets up.
+type ControlPlaneOptions struct {
+	// NoCRDs starts the control plane without the project's CRDs, for tests where
+	// something else installs them (the Helm chart).
+	NoCRDs bool
+}
+
 // StartControlPlane starts etcd and kube-apiserver with the project's CRDs installed.
 func StartControlPlane() (*ControlPlane, error) {
+	return StartControlPlaneWith(ControlPlaneOptions{})
+}
+
+// StartControlPlaneWith starts etcd and kube-apiserver as opts say.
+func StartControlPlaneWith(opts ControlPlaneOptions) (*ControlPlane, error) {
 	assets, err := AssetsDir()
 	if err != nil {
 		return nil, err
 	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
+	env := &envtest.Environment{BinaryAssetsDirectory: assets}
+	if !opts.NoCRDs {
+		env.CRDDirectoryPaths = []string{filepath.Join(RepoRoot(), "config", "crd", "bases")}
+		env.ErrorIfCRDPathMissing = true
 	}
 	cfg, err := env.Start()
 	if err != nil {
