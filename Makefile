@@ -99,8 +99,17 @@ bench: controlplane ## Run the benchmarks (print numbers, assert nothing).
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into bin/.
+build: ## Build the manager and the kubectl plugin into bin/.
 	go build -o $(LOCALBIN)/manager ./cmd/manager
+	go build -o $(LOCALBIN)/kubectl-leadergroup ./cmd/kubectl-leadergroup
+
+# Where install-plugin puts kubectl-leadergroup; it must be on PATH for kubectl to find it.
+PLUGIN_DIR ?= $(shell go env GOPATH)/bin
+
+.PHONY: install-plugin
+install-plugin: ## Install kubectl-leadergroup into PLUGIN_DIR (default: $GOPATH/bin), for `kubectl leadergroup`.
+	mkdir -p $(PLUGIN_DIR)
+	go build -o $(PLUGIN_DIR)/kubectl-leadergroup ./cmd/kubectl-leadergroup
 
 .PHONY: run
 run: build controlplane ## Start a local control plane and run the manager against it.

@@ -115,6 +115,8 @@ func TestAdmissionRefusesInvalidGroups(t *testing.T) {
 		{"history limit above 100", "historyLimit: 101", "spec.historyLimit", "less than or equal to 100"},
 		{"release on cancel not a bool", "releaseOnCancel: \"yes\"", "spec.releaseOnCancel", "must be of type boolean"},
 		{"unknown field", "leaseDurationSeconds: 15", "spec.leaseDurationSeconds", "unknown field"},
+		{"preferred holder with external source", "candidates: {source: External}\npreferredHolder: a", "spec.preferredHolder", "not allowed with source External"},
+		{"empty preferred holder", "preferredHolder: \"\"", "spec.preferredHolder", "at least 1 chars long"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,6 +163,7 @@ func TestAdmissionAcceptsValidGroups(t *testing.T) {
 		{"pods", "candidates: {source: Pods, podSelector: {matchLabels: {app: payments}, matchExpressions: [{key: tier, operator: In, values: [web]}, {key: canary, operator: DoesNotExist}]}}"},
 		{"external in another namespace", "candidates: {source: External}\nlease: {name: kube-scheduler, namespace: other}"},
 		{"suspended, no release, long history", "suspend: true\nreleaseOnCancel: false\nhistoryLimit: 100"},
+		{"preferred holder", "preferredHolder: manager-b"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,9 @@ const (
 	ConditionReady = "Ready"
 	// ConditionLeaderElected is True while a holder has a valid lease.
 	ConditionLeaderElected = "LeaderElected"
+	// ConditionPreferredHolder is True while spec.preferredHolder leads; absent when
+	// no holder is preferred.
+	ConditionPreferredHolder = "PreferredHolder"
 )
 
 // Condition reasons of a LeaderGroup.
@@ -30,6 +33,14 @@ const (
 	ReasonNoHolder = "NoHolder"
 	// ReasonLeaseExpired: the holder stopped renewing and leaseDuration has passed.
 	ReasonLeaseExpired = "LeaseExpired"
+	// ReasonHonoured: the preferred holder leads.
+	ReasonHonoured = "Honoured"
+	// ReasonHandingOver: the preferred holder is a live candidate and is being handed
+	// leadership.
+	ReasonHandingOver = "HandingOver"
+	// ReasonNotACandidate: the preferred holder is not a live candidate; leadership
+	// stays where it is.
+	ReasonNotACandidate = "NotACandidate"
 )
 
 // StartReason says how a holder's term began.

@@ -23,6 +23,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.leaseDuration) || !has(self.renewDeadline) || !has(self.retryPeriod) || duration(self.leaseDuration) > duration(self.renewDeadline) + duration(self.retryPeriod)",message="leaseDuration must be greater than renewDeadline + retryPeriod",fieldPath=".leaseDuration"
 // +kubebuilder:validation:XValidation:rule="!has(self.renewDeadline) || !has(self.retryPeriod) || duration(self.renewDeadline).getMilliseconds() * 10 > duration(self.retryPeriod).getMilliseconds() * 12",message="renewDeadline must be greater than 1.2 × retryPeriod",fieldPath=".renewDeadline"
 // +kubebuilder:validation:XValidation:rule="has(self.lease) == has(oldSelf.lease)",message="spec.lease cannot be added or removed after creation",fieldPath=".lease"
+// +kubebuilder:validation:XValidation:rule="!has(self.preferredHolder) || self.candidates.source != 'External'",message="preferredHolder is not allowed with source External: the manager cannot make other processes step down",fieldPath=".preferredHolder"
 type LeaderGroupSpec struct {
 	// lease is the lock: a coordination.k8s.io/v1 Lease. Both of its fields default,
 	// at reconcile time, to the LeaderGroup's own name and namespace; status.lease shows
@@ -84,6 +85,17 @@ type LeaderGroupSpec struct {
 	// history are kept. Setting it back to false resumes the election.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// preferredHolder moves leadership on purpose: while this identity is a live
+	// candidate (source Manager: a running manager instance's --id; source Pods: a
+	// Ready pod's name), the holder hands the Lease over to it, and it keeps
+	// leadership while live. If it fails, the election goes on as usual; when it
+	// comes back, leadership returns to it. The PreferredHolder condition says whether
+	// the preference is honoured, and why not. Not allowed with source External.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:MinLength=1
+	// +optional
+	PreferredHolder string `json:"preferredHolder,omitempty"`
 }
 
 // LeaseReference names the Lease a group elects on.

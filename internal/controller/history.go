@@ -135,6 +135,9 @@ func releasedEnd(entry *v1alpha1.HistoryEntry, obs observation) termEnd {
 		return termEnd{at: obs.now, reason: v1alpha1.EndUnknown}
 	}
 	at, _ := releasedAt(entry.Holder, obs)
+	if obs.lease.Annotations[election.AnnotationHandoverTo] != "" {
+		return termEnd{at: at, reason: v1alpha1.EndHandover}
+	}
 	return termEnd{at: at, reason: v1alpha1.EndReleased}
 }
 
@@ -163,7 +166,8 @@ func previousEnd(prev *v1alpha1.HistoryEntry, obs observation, next v1alpha1.His
 	case v1alpha1.StartAfterExpiry:
 		end.reason = v1alpha1.EndExpired
 	case v1alpha1.StartHandover:
-		end.reason = v1alpha1.EndHandover
+		at, exact := releasedAt(prev.Holder, obs)
+		return termEnd{at: at, reason: v1alpha1.EndHandover, exact: exact}
 	}
 	return end
 }
@@ -194,6 +198,8 @@ func newTerm(history []v1alpha1.HistoryEntry, obs observation) v1alpha1.HistoryE
 		entry.StartReason = v1alpha1.StartAfterRelease
 	case how == election.AcquiredAfterExpiry:
 		entry.StartReason = v1alpha1.StartAfterExpiry
+	case how == election.AcquiredHandover:
+		entry.StartReason = v1alpha1.StartHandover
 	case prev == nil:
 		// An elector that records nothing (client-go, say): a fresh Lease's first
 		// holder was elected; a Lease seen first mid-life started we cannot say how.
@@ -206,6 +212,8 @@ func newTerm(history []v1alpha1.HistoryEntry, obs observation) v1alpha1.HistoryE
 		entry.StartReason = v1alpha1.StartAfterRelease
 	case prev.EndReason == v1alpha1.EndExpired:
 		entry.StartReason = v1alpha1.StartAfterExpiry
+	case prev.EndReason == v1alpha1.EndHandover:
+		entry.StartReason = v1alpha1.StartHandover
 	}
 	return entry
 }

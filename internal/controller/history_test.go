@@ -154,6 +154,18 @@ func TestNextHistory(t *testing.T) {
 		want:       []v1alpha1.HistoryEntry{a1},
 		wantEvents: nil,
 	}, {
+		name:       "handover seen: the release names who it is for",
+		prev:       []v1alpha1.HistoryEntry{a1},
+		obs:        observation{lease: lease("", 1, 0, append(releasedBy("a", 9), election.AnnotationHandoverTo+"=b")...), now: at(10)},
+		want:       []v1alpha1.HistoryEntry{ended(a1, 9, v1alpha1.EndHandover)},
+		wantEvents: []string{"LeaderLost a no longer leads (epoch 1, Handover)"},
+	}, {
+		name:       "takeover after an unseen handover",
+		prev:       []v1alpha1.HistoryEntry{a1},
+		obs:        observation{lease: lease("b", 2, 10, append(releasedBy("a", 9), how(election.AcquiredHandover))...), now: at(11)},
+		want:       []v1alpha1.HistoryEntry{gap(open("b", 2, 10, v1alpha1.StartHandover), 1), ended(a1, 9, v1alpha1.EndHandover)},
+		wantEvents: []string{"LeaderLost a no longer leads (epoch 1, Handover)", "LeaderElected b leads (epoch 2, Handover)"},
+	}, {
 		name:       "lease deleted under a holder: unknown",
 		prev:       []v1alpha1.HistoryEntry{a1},
 		obs:        observation{now: at(30)},

@@ -123,7 +123,13 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 	}
 	labels := []string{group.Namespace, group.Name}
 	logger := klog.FromContext(ctx)
-	e, err := r.Electors.Ensure(key, electorConfig(group, lease, r.Identity), election.Callbacks{
+	// Hand over only to a preferred identity that is a live candidate now; when it
+	// comes back after a failure, the next reconcile hands leadership back to it.
+	var handOverTo string
+	if live, _ := r.presence.candidates(group, r.Clock.Now()); isCandidate(live, group.Spec.PreferredHolder) {
+		handOverTo = group.Spec.PreferredHolder
+	}
+	e, err := r.Electors.Ensure(key, electorConfig(group, lease, r.Identity, handOverTo), election.Callbacks{
 		OnStartedLeading: func(epoch int32) {
 			isLeader.WithLabelValues(labels...).Set(1)
 			logger.Info("Leading", "lease", lease.String(), "epoch", epoch)

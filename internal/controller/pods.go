@@ -45,6 +45,7 @@ func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.Le
 		Lease: lease, Pods: pods.Items, Current: current,
 		Expired:       r.podsLeaseExpired(lease, current, group.Spec.LeaseDuration.Duration),
 		Suspended:     suspended,
+		Preferred:     group.Spec.PreferredHolder,
 		LeaseDuration: group.Spec.LeaseDuration.Duration, RetryPeriod: group.Spec.RetryPeriod.Duration,
 		Owner: ownerReference(group),
 	})

@@ -106,9 +106,11 @@ func orNone(list []string) string {
 	return strings.Join(list, ", ")
 }
 
-// electorConfig is the config of this instance's elector in a Manager group.
-func electorConfig(g *v1alpha1.LeaderGroup, lease types.NamespacedName, identity string) election.Config {
+// electorConfig is the config of this instance's elector in a Manager group; it hands
+// leadership over to handOverTo when set.
+func electorConfig(g *v1alpha1.LeaderGroup, lease types.NamespacedName, identity, handOverTo string) election.Config {
 	return election.Config{
+		HandOverTo:      handOverTo,
 		Lease:           lease,
 		Identity:        identity,
 		LeaseDuration:   g.Spec.LeaseDuration.Duration,

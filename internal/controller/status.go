@@ -55,7 +55,42 @@ func computeStatus(in statusInput) (v1alpha1.LeaderGroupStatus, []event) {
 	}
 	setCondition(&next.Conditions, ready, in)
 	setCondition(&next.Conditions, leaderElectedCondition(next, in), in)
+	if preferred, ok := preferredHolderCondition(next, in); ok {
+		setCondition(&next.Conditions, preferred, in)
+	} else {
+		meta.RemoveStatusCondition(&next.Conditions, v1alpha1.ConditionPreferredHolder)
+	}
 	return next, events
+}
+
+// preferredHolderCondition says whether spec.preferredHolder leads, and why not; ok
+// is false when no holder is preferred.
+func preferredHolderCondition(status v1alpha1.LeaderGroupStatus, in statusInput) (metav1.Condition, bool) {
+	preferred := in.group.Spec.PreferredHolder
+	if preferred == "" {
+		return metav1.Condition{}, false
+	}
+	c := metav1.Condition{Type: v1alpha1.ConditionPreferredHolder, Status: metav1.ConditionFalse}
+	switch {
+	case status.Holder == preferred:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonHonoured, preferred+" leads, as preferred"
+	case isCandidate(in.candidates, preferred):
+		c.Reason, c.Message = v1alpha1.ReasonHandingOver, preferred+" is a live candidate: leadership is being handed to it"
+	default:
+		c.Reason = v1alpha1.ReasonNotACandidate
+		c.Message = fmt.Sprintf("%s is not a live candidate: leadership stays where it is until %s becomes one", preferred, preferred)
+	}
+	return c, true
+}
+
+// isCandidate tells whether identity is among the candidates and can lead.
+func isCandidate(candidates []v1alpha1.CandidateStatus, identity string) bool {
+	for _, c := range candidates {
+		if c.Identity == identity && c.Ready {
+			return true
+		}
+	}
+	return false
 }
 
 func readyCondition(in statusInput) metav1.Condition {

@@ -46,6 +46,11 @@ type Config struct {
 	Labels map[string]string
 	// Annotations are set on the Lease on every write of this elector, like Labels.
 	Annotations map[string]string
+	// HandOverTo names a live candidate to hand leadership to: while this elector
+	// leads, it releases the Lease for that identity, which takes it at once (other
+	// candidates wait for the Lease to expire). Empty, or this elector's own
+	// identity: no handover.
+	HandOverTo string
 	// OwnerReferences are set on a Lease this elector creates (never changed later),
 	// so that deleting the owner deletes the Lease.
 	OwnerReferences []metav1.OwnerReference
@@ -67,7 +72,7 @@ func (c *Config) Validate() error {
 	if c.Identity == "" {
 		errs = append(errs, errors.New("identity: must not be empty"))
 	}
-	for _, k := range []string{AnnotationAcquiredHow, AnnotationReleasedBy, AnnotationReleasedAt} {
+	for _, k := range []string{AnnotationAcquiredHow, AnnotationReleasedBy, AnnotationReleasedAt, AnnotationHandoverTo} {
 		if _, ok := c.Annotations[k]; ok {
 			// The elector writes these to tell observers how terms changed hands.
 			errs = append(errs, fmt.Errorf("annotations: %s is the elector's own", k))

@@ -20,6 +20,9 @@ const (
 	// AnnotationReleasedAt is when (RFC 3339 with nanoseconds, releaser's clock) the
 	// Lease was last released.
 	AnnotationReleasedAt = "coordination.electionmanager.dev/released-at"
+	// AnnotationHandoverTo, on a released Lease, names the identity it was released
+	// for: that identity takes it at once, every other one waits for it to expire.
+	AnnotationHandoverTo = "coordination.electionmanager.dev/handover-to"
 )
 
 // AcquiredHow is the value of AnnotationAcquiredHow.
@@ -36,6 +39,8 @@ const (
 	// AcquiredAfterExpiry: the record named a holder (possibly this identity, after
 	// a loss) that had not renewed for leaseDurationSeconds on the acquirer's clock.
 	AcquiredAfterExpiry AcquiredHow = "AfterExpiry"
+	// AcquiredHandover: the previous holder released the Lease for this identity.
+	AcquiredHandover AcquiredHow = "Handover"
 )
 
 // HolderOf returns spec.holderIdentity, "" when unset.
@@ -118,7 +123,7 @@ type tombstone struct {
 // only once the deleted record would have expired, counted from the deletion. (A
 // Lease never seen is created at once.) The informer keeps this, not the elector: an
 // elector reads the cache when woken and may miss a short-lived state.
-func decideFollower(now time.Time, cur *coordinationv1.Lease, gone *tombstone, observedAt time.Time, fallback time.Duration) followerStep {
+func decideFollower(now time.Time, self string, cur *coordinationv1.Lease, gone *tombstone, observedAt time.Time, fallback time.Duration) followerStep {
 	if cur == nil {
 		if gone != nil && HolderOf(gone.lease) != "" {
 			if exp := expiry(gone.lease, gone.at, fallback); now.Before(exp) {
@@ -128,6 +133,15 @@ func decideFollower(now time.Time, cur *coordinationv1.Lease, gone *tombstone, o
 		return followerStep{create: true, how: AcquiredElected}
 	}
 	if HolderOf(cur) == "" {
+		switch to := cur.Annotations[AnnotationHandoverTo]; {
+		case to == self:
+			return followerStep{acquire: true, how: AcquiredHandover}
+		case to != "":
+			// Released for someone else: theirs until it would expire.
+			if exp := expiry(cur, observedAt, fallback); now.Before(exp) {
+				return followerStep{retryAt: exp}
+			}
+		}
 		return followerStep{acquire: true, how: acquisitionKind(cur)}
 	}
 	exp := expiry(cur, observedAt, fallback)
@@ -200,7 +214,8 @@ func acquiredLease(cur *coordinationv1.Lease, c *Config, now time.Time, how Acqu
 	mergeLabels(l, c.Labels)
 	mergeAnnotations(l, c.Annotations)
 	setAnnotation(l, AnnotationAcquiredHow, string(how))
-	if how != AcquiredAfterRelease {
+	delete(l.Annotations, AnnotationHandoverTo)
+	if how != AcquiredAfterRelease && how != AcquiredHandover {
 		// The release annotations describe how the current holder came in; after an
 		// expiry they would describe an older transition and mislead.
 		delete(l.Annotations, AnnotationReleasedBy)
@@ -229,15 +244,23 @@ func renewedLease(own *coordinationv1.Lease, c *Config, now time.Time) *coordina
 
 // releasedLease is own with no holder. The epoch is kept (the next holder adds one);
 // leaseDurationSeconds becomes 1 as client-go's release does, so a tool that only
-// looks at renewTime + duration sees it free at once too.
-func releasedLease(own *coordinationv1.Lease, identity string, now time.Time) *coordinationv1.Lease {
+// looks at renewTime + duration sees it free at once too. A handover (to non-empty)
+// keeps the full duration instead: it reserves the Lease for to, which the other
+// candidates respect until it would expire.
+func releasedLease(own *coordinationv1.Lease, identity, to string, now time.Time) *coordinationv1.Lease {
 	l := outgoing(own)
 	delete(l.Annotations, AnnotationAcquiredHow)
 	setAnnotation(l, AnnotationReleasedBy, identity)
 	setAnnotation(l, AnnotationReleasedAt, now.UTC().Format(time.RFC3339Nano))
-	one, t := int32(1), metav1.NewMicroTime(now)
+	t := metav1.NewMicroTime(now)
 	l.Spec.HolderIdentity = nil
-	l.Spec.LeaseDurationSeconds = &one
+	if to == "" {
+		delete(l.Annotations, AnnotationHandoverTo)
+		one := int32(1)
+		l.Spec.LeaseDurationSeconds = &one
+	} else {
+		setAnnotation(l, AnnotationHandoverTo, to)
+	}
 	l.Spec.RenewTime = &t
 	return l
 }

@@ -57,12 +57,18 @@ func TestDecideFollower(t *testing.T) {
 			followerStep{acquire: true, how: AcquiredAfterExpiry}},
 		{"held by this identity after a loss: same rule", lease("a", 3, 10, nil), nil, t0.Add(-11 * time.Second),
 			followerStep{acquire: true, how: AcquiredAfterExpiry}},
+		{"handed over to this identity: take it at once", lease("", 3, 10, map[string]string{AnnotationHandoverTo: "me"}), nil, t0,
+			followerStep{acquire: true, how: AcquiredHandover}},
+		{"handed over to another: theirs until it would expire", lease("", 3, 10, map[string]string{AnnotationHandoverTo: "c"}), nil, t0.Add(-4 * time.Second),
+			followerStep{retryAt: t0.Add(6 * time.Second)}},
+		{"handed over to another who never came: free after expiry", lease("", 3, 10, map[string]string{AnnotationHandoverTo: "c"}), nil, t0.Add(-10 * time.Second),
+			followerStep{acquire: true, how: AcquiredAfterRelease}},
 		{"held without a duration: own duration, not expired", lease("b", 3, 0, nil), nil, t0.Add(-14 * time.Second),
 			followerStep{retryAt: t0.Add(time.Second)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := decideFollower(t0, tt.cur, tt.gone, tt.observedAt, fallback)
+			got := decideFollower(t0, "me", tt.cur, tt.gone, tt.observedAt, fallback)
 			if got != tt.want {
 				t.Errorf("decideFollower() = %+v, want %+v", got, tt.want)
 			}
@@ -174,7 +180,7 @@ func TestRenewedLease(t *testing.T) {
 
 func TestReleasedLease(t *testing.T) {
 	own := lease("a", 4, 15, map[string]string{AnnotationAcquiredHow: "Elected"})
-	l := releasedLease(own, "a", t0)
+	l := releasedLease(own, "a", "", t0)
 	if HolderOf(l) != "" || l.Spec.HolderIdentity != nil {
 		t.Errorf("holder not cleared: %v", l.Spec.HolderIdentity)
 	}

@@ -120,7 +120,7 @@ func (l *loop) step(ctx context.Context, now time.Time) time.Time {
 	if l.inflight != nil {
 		return time.Time{}
 	}
-	d := decideFollower(now, cur, gone, l.observedAt, cfg.LeaseDuration)
+	d := decideFollower(now, e.id, cur, gone, l.observedAt, cfg.LeaseDuration)
 	if !d.create && !d.acquire {
 		return d.retryAt
 	}
@@ -153,6 +153,9 @@ func (l *loop) leaderStep(ctx context.Context, now time.Time, cfg *Config) (next
 	case l.renewConflict && !l.resolveConflict():
 		leading, _ = l.e.leadingState()
 		return until, leading
+	case cfg.HandOverTo != "" && cfg.HandOverTo != l.e.id:
+		l.handOver(ctx, cfg.HandOverTo)
+		return time.Time{}, false
 	case now.Before(l.nextRenew):
 		return earliest(l.nextRenew, until), true
 	}

@@ -38,21 +38,32 @@ func (l *loop) shutdown(ctx context.Context) {
 	// elector's leadership once a follower can take over.
 	l.lose("Elector stopped")
 	if stillValid && cfg.ReleaseOnCancel && own != nil {
-		l.release(context.WithoutCancel(ctx), own)
+		l.release(context.WithoutCancel(ctx), own, "")
+	}
+}
+
+// handOver ends leadership and releases the Lease for identity to, which takes it at
+// once while other candidates wait. The elector then follows like any other.
+func (l *loop) handOver(ctx context.Context, to string) {
+	own := l.own
+	l.lose("Handing over", "to", to)
+	if own != nil {
+		l.release(ctx, own, to)
 	}
 }
 
 // release clears the holder of own, our last written version. On a conflict it
 // re-reads and releases only if the record still names this identity and epoch: a
 // newer holder's lease is never cleared.
-func (l *loop) release(ctx context.Context, own *coordinationv1.Lease) {
+// With to set, the release hands the Lease to that identity.
+func (l *loop) release(ctx context.Context, own *coordinationv1.Lease, to string) {
 	e, cfg := l.e, l.e.config()
 	ctx, cancel := context.WithTimeout(ctx, cfg.RenewDeadline)
 	defer cancel()
 	leases := e.client.Leases(e.key.Namespace)
 	cur := own
 	for range releaseAttempts {
-		_, err := leases.Update(ctx, releasedLease(cur, e.id, e.clock.Now()), metav1.UpdateOptions{})
+		_, err := leases.Update(ctx, releasedLease(cur, e.id, to, e.clock.Now()), metav1.UpdateOptions{})
 		if err == nil {
 			l.logger.Info("Released lease", "epoch", l.epoch)
 			return

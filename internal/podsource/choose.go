@@ -43,10 +43,13 @@ func Candidates(pods []corev1.Pod) []v1alpha1.CandidateStatus {
 	return out
 }
 
-// choose returns who should lead: the current holder while it can lead (a new pod
-// never preempts it), else the longest-running pod that can, "" when none can.
-// holder is "" when the Lease has no valid holder.
-func choose(pods []corev1.Pod, holder string) string {
+// choose returns who should lead: the preferred pod while it can lead, else the
+// current holder while it can (a new pod never preempts it), else the longest-running
+// pod that can, "" when none can. holder is "" when the Lease has no valid holder.
+func choose(pods []corev1.Pod, holder, preferred string) string {
+	if preferred != "" && canLeadNamed(pods, preferred) {
+		return preferred
+	}
 	var best *corev1.Pod
 	for i := range pods {
 		p := &pods[i]
@@ -65,4 +68,14 @@ func choose(pods []corev1.Pod, holder string) string {
 		return ""
 	}
 	return best.Name
+}
+
+// canLeadNamed tells whether the pod called name is among pods and can lead.
+func canLeadNamed(pods []corev1.Pod, name string) bool {
+	for i := range pods {
+		if pods[i].Name == name {
+			return canLead(&pods[i])
+		}
+	}
+	return false
 }

@@ -24,22 +24,26 @@ func pod(name string, ageSec int, ready bool, terminating bool) corev1.Pod {
 
 func TestChoose(t *testing.T) {
 	cases := []struct {
-		name   string
-		pods   []corev1.Pod
-		holder string
-		want   string
+		name      string
+		pods      []corev1.Pod
+		holder    string
+		want      string
+		preferred string
 	}{
-		{"no pods", nil, "", ""},
-		{"none ready", []corev1.Pod{pod("a", 10, false, false)}, "", ""},
-		{"the oldest ready pod", []corev1.Pod{pod("young", 1, true, false), pod("old", 10, true, false), pod("older-unready", 20, false, false)}, "", "old"},
-		{"ties broken by name", []corev1.Pod{pod("b", 5, true, false), pod("a", 5, true, false)}, "", "a"},
-		{"a ready holder keeps it: no preemption", []corev1.Pod{pod("old", 10, true, false), pod("holder", 1, true, false)}, "holder", "holder"},
-		{"an unready holder is replaced", []corev1.Pod{pod("holder", 10, false, false), pod("b", 1, true, false)}, "holder", "b"},
-		{"a terminating holder is replaced", []corev1.Pod{pod("holder", 10, true, true), pod("b", 1, true, false)}, "holder", "b"},
-		{"a deleted holder is replaced", []corev1.Pod{pod("b", 1, true, false)}, "gone", "b"},
+		{"no pods", nil, "", "", ""},
+		{"none ready", []corev1.Pod{pod("a", 10, false, false)}, "", "", ""},
+		{"the oldest ready pod", []corev1.Pod{pod("young", 1, true, false), pod("old", 10, true, false), pod("older-unready", 20, false, false)}, "", "old", ""},
+		{"ties broken by name", []corev1.Pod{pod("b", 5, true, false), pod("a", 5, true, false)}, "", "a", ""},
+		{"a ready holder keeps it: no preemption", []corev1.Pod{pod("old", 10, true, false), pod("holder", 1, true, false)}, "holder", "holder", ""},
+		{"an unready holder is replaced", []corev1.Pod{pod("holder", 10, false, false), pod("b", 1, true, false)}, "holder", "b", ""},
+		{"a terminating holder is replaced", []corev1.Pod{pod("holder", 10, true, true), pod("b", 1, true, false)}, "holder", "b", ""},
+		{"a deleted holder is replaced", []corev1.Pod{pod("b", 1, true, false)}, "gone", "b", ""},
+		{"a Ready preferred pod takes over", []corev1.Pod{pod("holder", 10, true, false), pod("p", 1, true, false)}, "holder", "p", "p"},
+		{"an unready preferred pod does not", []corev1.Pod{pod("holder", 10, true, false), pod("p", 1, false, false)}, "holder", "holder", "p"},
+		{"a missing preferred pod does not", []corev1.Pod{pod("holder", 10, true, false)}, "holder", "holder", "gone"},
 	}
 	for _, tc := range cases {
-		if got := choose(tc.pods, tc.holder); got != tc.want {
+		if got := choose(tc.pods, tc.holder, tc.preferred); got != tc.want {
 			t.Errorf("%s: chose %q, want %q", tc.name, got, tc.want)
 		}
 	}

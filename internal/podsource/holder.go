@@ -40,7 +40,9 @@ type Group struct {
 	// status writer was gone that long).
 	Expired bool
 	// Suspended: no pod may lead; the Lease is released and the label removed.
-	Suspended                  bool
+	Suspended bool
+	// Preferred is the pod to hand leadership to while it can lead.
+	Preferred                  string
 	LeaseDuration, RetryPeriod time.Duration
 	Owner                      metav1.OwnerReference
 }
@@ -54,7 +56,7 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 	if g.Expired {
 		holder = ""
 	}
-	want := choose(g.Pods, holder)
+	want := choose(g.Pods, holder, g.Preferred)
 	if g.Suspended {
 		want = ""
 	}
@@ -128,6 +130,10 @@ func (h *Holder) writeLease(ctx context.Context, g Group, want, holder string, n
 			how = election.AcquiredAfterExpiry
 			delete(l.Annotations, election.AnnotationReleasedBy)
 			delete(l.Annotations, election.AnnotationReleasedAt)
+		case election.HolderOf(l) != "" && want == g.Preferred && canLeadNamed(g.Pods, holder):
+			// A Ready leader gives way to the preferred pod: a handover.
+			release(l, holder, now)
+			how = election.AcquiredHandover
 		case election.HolderOf(l) != "":
 			// The leader can no longer lead: the manager releases for it and moves the
 			// Lease in one write, which tells observers both.

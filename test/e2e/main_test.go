@@ -25,7 +25,9 @@ var (
 	runLocal   string
 	// clientGoElector is client-go's leader-election example (testdata).
 	clientGoElector string
-	kubectl         string
+	// pluginDir holds kubectl-leadergroup, for kubectl to find on PATH.
+	pluginDir string
+	kubectl   string
 )
 
 func TestMain(m *testing.M) {
@@ -51,6 +53,12 @@ func setUp() error {
 		return err
 	}
 	if clientGoElector, err = testutil.BuildBinary(bin, "test/e2e/testdata/clientgo-elector"); err != nil {
+		return err
+	}
+	if pluginDir, err = os.MkdirTemp("", "election-manager-plugin-"); err != nil {
+		return err
+	}
+	if _, err = testutil.BuildBinary(pluginDir, "cmd/kubectl-leadergroup"); err != nil {
 		return err
 	}
 	assets, err := testutil.AssetsDir()

@@ -1,0 +1,40 @@
+package controller
+
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/election"
+)
+
+func TestPreferredHolderCondition(t *testing.T) {
+	live := []v1alpha1.CandidateStatus{{Identity: "a", Ready: true}, {Identity: "b", Ready: true}, {Identity: "down", Ready: false}}
+	cases := []struct {
+		preferred, holder string
+		want              string // "": no condition; else status/reason
+	}{
+		{"", "a", ""},
+		{"a", "a", "True/Honoured"},
+		{"b", "a", "False/HandingOver"},
+		{"down", "a", "False/NotACandidate"},
+		{"nobody", "a", "False/NotACandidate"},
+	}
+	for _, tc := range cases {
+		g := &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Generation: 2}}
+		g.Spec.HistoryLimit, g.Spec.PreferredHolder = 10, tc.preferred
+		status, _ := computeStatus(statusInput{group: g, lease: types.NamespacedName{Name: "g"}, candidates: live, now: t0,
+			obs: &observation{lease: lease(tc.holder, 1, 0, how(election.AcquiredElected)), now: t0}})
+		c := meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionPreferredHolder)
+		got := ""
+		if c != nil {
+			got = string(c.Status) + "/" + c.Reason
+		}
+		if got != tc.want {
+			t.Errorf("preferred %q, holder %q: condition %q, want %q", tc.preferred, tc.holder, got, tc.want)
+		}
+	}
+}
