@@ -99,9 +99,10 @@ bench: controlplane ## Run the benchmarks (print numbers, assert nothing).
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager and the kubectl plugin into bin/.
+build: ## Build the manager, the kubectl plugin and the elector into bin/.
 	go build -o $(LOCALBIN)/manager ./cmd/manager
 	go build -o $(LOCALBIN)/kubectl-leadergroup ./cmd/kubectl-leadergroup
+	go build -o $(LOCALBIN)/elector ./cmd/elector
 
 # Where install-plugin puts kubectl-leadergroup; it must be on PATH for kubectl to find it.
 PLUGIN_DIR ?= $(shell go env GOPATH)/bin
@@ -139,7 +140,7 @@ helm-lint: $(HELM) ## Lint the chart with its default values.
 	$(HELM) lint --strict $(CHART_DIR)
 
 .PHONY: docker-build
-docker-build: ## Build the manager image (needs a Docker engine).
+docker-build: ## Build the image: the manager, and the elector for sidecars (needs a Docker engine).
 	docker build -t $(IMG) .
 
 ##@ Tools

@@ -171,6 +171,17 @@ func (e *Elector) Leader() LeaderInfo {
 	return info
 }
 
+// LastRenewal is the send time of the last successful write (acquisition or
+// renewal) of the current or the most recent term; zero if this elector never led.
+// Unlike LeaderInfo.LastRenewal it stays readable once leadership has ended (from
+// OnStoppedLeading, say), so that a caller can tell when others may take over: no
+// earlier than LastRenewal + leaseDuration, on their clocks.
+func (e *Elector) LastRenewal() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lastRenewal
+}
+
 // Identity is this elector's holder identity.
 func (e *Elector) Identity() string { return e.id }
 

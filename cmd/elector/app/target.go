@@ -1,0 +1,145 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/election"
+	"github.com/election-manager/election-manager/internal/supervisor"
+)
+
+// target is the election this process joins, from a LeaderGroup or from flags.
+type target struct {
+	// group is the LeaderGroup's namespace/name; empty without one.
+	group           types.NamespacedName
+	lease           types.NamespacedName
+	leaseDuration   time.Duration
+	renewDeadline   time.Duration
+	retryPeriod     time.Duration
+	releaseOnCancel bool
+	// names are how error messages refer to the timings.
+	names supervisor.Names
+}
+
+var leaderGroups = v1alpha1.GroupVersion.WithResource("leadergroups")
+
+// flagTarget is the election the flags describe.
+func flagTarget(o *Options) *target {
+	return &target{
+		lease:           types.NamespacedName{Namespace: o.LockNamespace, Name: o.LockName},
+		leaseDuration:   o.LeaseDuration,
+		renewDeadline:   o.RenewDeadline,
+		retryPeriod:     o.RetryPeriod,
+		releaseOnCancel: true,
+		names: supervisor.Names{LeaseDuration: "--lease-duration", RenewDeadline: "--renew-deadline",
+			SafetyMargin: "--safety-margin", GracePeriod: "--grace-period"},
+	}
+}
+
+// groupTarget reads the LeaderGroup and turns it into an election, or says why it
+// cannot be joined.
+func groupTarget(ctx context.Context, dyn dynamic.Interface, disco discovery.DiscoveryInterface, key types.NamespacedName) (*target, error) {
+	u, err := dyn.Resource(leaderGroups).Namespace(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		if _, derr := disco.ServerResourcesForGroupVersion(v1alpha1.GroupVersion.String()); apierrors.IsNotFound(derr) {
+			return nil, fmt.Errorf("LeaderGroup %s: the LeaderGroup API (%s) is not installed in this cluster: install election-manager's CRD, "+
+				"or elect without a group: --lock-name, --lease-duration, --renew-deadline, --retry-period", key, v1alpha1.GroupVersion)
+		}
+		return nil, fmt.Errorf("LeaderGroup %s not found: create it with candidates.source External, "+
+			"or elect without a group: --lock-name, --lease-duration, --renew-deadline, --retry-period", key)
+	case apierrors.IsForbidden(err):
+		return nil, fmt.Errorf("missing RBAC: cannot get leadergroups.%s in namespace %q; grant the verb get on that resource: %w",
+			v1alpha1.GroupVersion.Group, key.Namespace, err)
+	case err != nil:
+		return nil, fmt.Errorf("reading LeaderGroup %s: %w", key, err)
+	}
+	g := &v1alpha1.LeaderGroup{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, g); err != nil {
+		return nil, fmt.Errorf("reading LeaderGroup %s: %w", key, err)
+	}
+	return targetOf(g)
+}
+
+// targetOf checks that g may be joined by an outside process and returns its election.
+func targetOf(g *v1alpha1.LeaderGroup) (*target, error) {
+	key := types.NamespacedName{Namespace: g.Namespace, Name: g.Name}
+	switch source := g.Spec.Candidates.Source; source {
+	case v1alpha1.SourceExternal:
+	case v1alpha1.SourcePods:
+		return nil, fmt.Errorf("group %s is of source Pods: the manager elects among its pods; use source External", key)
+	default:
+		if source == "" {
+			source = v1alpha1.SourceManager
+		}
+		return nil, fmt.Errorf("group %s is of source %s: its electors are the managers; use source External", key, source)
+	}
+	t := &target{
+		group:           key,
+		lease:           key,
+		leaseDuration:   g.Spec.LeaseDuration.Duration,
+		renewDeadline:   g.Spec.RenewDeadline.Duration,
+		retryPeriod:     g.Spec.RetryPeriod.Duration,
+		releaseOnCancel: g.Spec.ReleaseOnCancel == nil || *g.Spec.ReleaseOnCancel,
+		names: supervisor.Names{LeaseDuration: "spec.leaseDuration", RenewDeadline: "spec.renewDeadline",
+			SafetyMargin: "--safety-margin", GracePeriod: "--grace-period"},
+	}
+	// The same defaults as the manager's: the group's own name and namespace.
+	if l := g.Spec.Lease; l != nil {
+		if l.Name != "" {
+			t.lease.Name = l.Name
+		}
+		if l.Namespace != "" {
+			t.lease.Namespace = l.Namespace
+		}
+	}
+	// Admission has checked the timings; a group admitted before a rule existed
+	// must not make an unsafe elector.
+	cfg := t.electorConfig("check")
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("LeaderGroup %s: spec: %w", key, err)
+	}
+	return t, nil
+}
+
+// electorConfig is the elector's config for identity.
+func (t *target) electorConfig(identity string) election.Config {
+	return election.Config{
+		Lease:           t.lease,
+		Identity:        identity,
+		LeaseDuration:   t.leaseDuration,
+		RenewDeadline:   t.renewDeadline,
+		RetryPeriod:     t.retryPeriod,
+		ReleaseOnCancel: t.releaseOnCancel,
+	}
+}
+
+// budget is the child's stopping budget in this election.
+func (t *target) budget(o *Options) supervisor.Budget {
+	return supervisor.Budget{
+		LeaseDuration: t.leaseDuration,
+		RenewDeadline: t.renewDeadline,
+		SafetyMargin:  o.SafetyMargin,
+		GracePeriod:   o.GracePeriod,
+	}
+}
+
+// groupName is the group's name, "" without one (for ELECTION_GROUP).
+func (t *target) groupName() string { return t.group.Name }
+
+// groupString is namespace/name, "" without a group.
+func (t *target) groupString() string {
+	if t.group.Name == "" {
+		return ""
+	}
+	return t.group.String()
+}

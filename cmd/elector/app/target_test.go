@@ -1,0 +1,87 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
+
+	"github.com/election-manager/election-manager/api/v1alpha1"
+)
+
+func group(edit func(*v1alpha1.LeaderGroup)) *v1alpha1.LeaderGroup {
+	g := &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "ns"}}
+	g.Spec.LeaseDuration = metav1.Duration{Duration: 15 * time.Second}
+	g.Spec.RenewDeadline = metav1.Duration{Duration: 10 * time.Second}
+	g.Spec.RetryPeriod = metav1.Duration{Duration: 2 * time.Second}
+	g.Spec.Candidates.Source = v1alpha1.SourceExternal
+	if edit != nil {
+		edit(g)
+	}
+	return g
+}
+
+func TestElectorTargetOfAGroup(t *testing.T) {
+	tg, err := targetOf(group(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.lease.String() != "ns/g" || !tg.releaseOnCancel || tg.leaseDuration != 15*time.Second || tg.groupString() != "ns/g" {
+		t.Errorf("target %+v: want the group's own name and namespace, its timings, release on cancel", tg)
+	}
+	tg, err = targetOf(group(func(g *v1alpha1.LeaderGroup) {
+		g.Spec.Lease = &v1alpha1.LeaseReference{Name: "lock", Namespace: "other"}
+		g.Spec.ReleaseOnCancel = ptr.To(false)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.lease.String() != "other/lock" || tg.releaseOnCancel {
+		t.Errorf("target %+v: want other/lock without release", tg)
+	}
+	for source, want := range map[v1alpha1.CandidateSource]string{
+		v1alpha1.SourceManager: "group ns/g is of source Manager: its electors are the managers; use source External",
+		"":                     "group ns/g is of source Manager",
+		v1alpha1.SourcePods:    "group ns/g is of source Pods: the manager elects among its pods; use source External",
+	} {
+		_, err := targetOf(group(func(g *v1alpha1.LeaderGroup) { g.Spec.Candidates.Source = source }))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("source %q: error %v, want %q", source, err, want)
+		}
+	}
+	_, err = targetOf(group(func(g *v1alpha1.LeaderGroup) { g.Spec.RenewDeadline.Duration = 20 * time.Second }))
+	if err == nil || !strings.Contains(err.Error(), "LeaderGroup ns/g: spec: leaseDuration: must be greater than renewDeadline") {
+		t.Errorf("unsafe timings: %v", err)
+	}
+}
+
+func TestElectorUnreachable(t *testing.T) {
+	gr := schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&url.Error{Op: "Get", URL: "https://127.0.0.1:6443", Err: &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}}, true},
+		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), true},
+		{apierrors.NewServiceUnavailable("etcd"), true},
+		{apierrors.NewTooManyRequests("slow down", 1), true},
+		{apierrors.NewForbidden(gr, "x", errors.New("no")), false},
+		{apierrors.NewNotFound(gr, "x"), false},
+		{apierrors.NewUnauthorized("who"), false},
+		{errors.New("something else"), false},
+	} {
+		if got := unreachable(tc.err); got != tc.want {
+			t.Errorf("unreachable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,361 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+
+	"github.com/election-manager/election-manager/internal/testutil"
+)
+
+// The elector's tests run the elector binary as processes, each supervising
+// testdata/elector-child, which records its start and stop (CLOCK_MONOTONIC) in a
+// shared file and holds a unix-socket connection to the test for as long as it
+// lives, so that the test sees the moment it dies, even by SIGKILL.
+
+var electorBins struct {
+	once           sync.Once
+	elector, child string
+	err            error
+}
+
+// electorBinaries builds the elector and the test child once per test binary.
+func electorBinaries(t *testing.T) (elector, child string) {
+	t.Helper()
+	electorBins.once.Do(func() {
+		dir, err := os.MkdirTemp("", "election-manager-elector-e2e-")
+		if err != nil {
+			electorBins.err = err
+			return
+		}
+		if electorBins.elector, err = testutil.BuildBinary(dir, "cmd/elector"); err != nil {
+			electorBins.err = err
+			return
+		}
+		electorBins.child, electorBins.err = testutil.BuildBinary(dir, "test/e2e/testdata/elector-child")
+	})
+	if electorBins.err != nil {
+		t.Fatal(electorBins.err)
+	}
+	return electorBins.elector, electorBins.child
+}
+
+// monoNow is CLOCK_MONOTONIC, the children's clock, in nanoseconds.
+func monoNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err)
+	}
+	return ts.Nano()
+}
+
+// run is one child's life.
+type run struct {
+	holder  string
+	epoch   int32
+	pid     int
+	start   int64 // CLOCK_MONOTONIC ns
+	ignored int64 // when it ignored SIGTERM; 0 if it did not
+	// end is when it died, 0 while it lives: its stop line if it wrote one (it exits
+	// right after; the socket's EOF reaches this process later, by this process's
+	// own scheduling delay), else when this process saw its socket close, which is
+	// later than the death, never earlier.
+	end int64
+}
+
+// children records every child of one test.
+type children struct {
+	t       *testing.T
+	log     string
+	sock    string
+	offset  int64 // wall clock - monotonic clock, ns
+	mu      sync.Mutex
+	deaths  map[int]int64
+	elector string
+	child   string
+}
+
+func newChildren(t *testing.T) *children {
+	t.Helper()
+	elector, child := electorBinaries(t)
+	// A unix socket path is limited to ~100 bytes: t.TempDir's may be longer.
+	dir, err := os.MkdirTemp("", "elector-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	c := &children{t: t, log: filepath.Join(dir, "children.log"), sock: filepath.Join(dir, "watch.sock"),
+		deaths: map[int]int64{}, elector: elector, child: child}
+	c.offset = time.Now().UnixNano() - monoNow()
+	ln, err := net.Listen("unix", c.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go c.watch(conn)
+		}
+	}()
+	t.Cleanup(c.checkOneAtATime)
+	return c
+}
+
+// watch records when the child on conn dies: the kernel closes its end.
+func (c *children) watch(conn net.Conn) {
+	defer func() { _ = conn.Close() }()
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, r)
+	at := monoNow()
+	c.mu.Lock()
+	c.deaths[pid] = at
+	c.mu.Unlock()
+}
+
+// wall converts a monotonic timestamp to wall-clock time.
+func (c *children) wall(mono int64) time.Time { return time.Unix(0, mono+c.offset) }
+
+// runs reads every child's life so far, in order of start.
+func (c *children) runs() []run {
+	b, err := os.ReadFile(c.log)
+	if err != nil && !os.IsNotExist(err) {
+		c.t.Fatal(err)
+	}
+	var out []run
+	byPid := map[int]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 5 {
+			continue
+		}
+		epoch, _ := strconv.Atoi(f[1])
+		at, _ := strconv.ParseInt(f[2], 10, 64)
+		pid, _ := strconv.Atoi(f[4])
+		switch f[0] {
+		case "start":
+			byPid[pid] = len(out)
+			out = append(out, run{holder: f[3], epoch: int32(epoch), pid: pid, start: at})
+		case "ignored":
+			if i, ok := byPid[pid]; ok && out[i].ignored == 0 {
+				out[i].ignored = at
+			}
+		case "stop", "exit":
+			if i, ok := byPid[pid]; ok {
+				out[i].end = at
+			}
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range out {
+		died, ok := c.deaths[out[i].pid]
+		switch {
+		case !ok:
+			out[i].end = 0 // it wrote its last line but still lives
+		case out[i].end == 0:
+			out[i].end = died
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].start < out[j].start })
+	return out
+}
+
+func (c *children) living() []run {
+	var out []run
+	for _, r := range c.runs() {
+		if r.end == 0 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// waitRun waits for a child that cond accepts and returns it.
+func (c *children) waitRun(timeout time.Duration, what string, cond func(run) bool) run {
+	c.t.Helper()
+	var found run
+	poll(c.t, timeout, what, func() bool {
+		for _, r := range c.runs() {
+			if cond(r) {
+				found = r
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// waitDeath waits until the child pid has died and returns when (its run's end).
+func (c *children) waitDeath(pid int, timeout time.Duration) int64 {
+	c.t.Helper()
+	poll(c.t, timeout, fmt.Sprintf("child %d dead", pid), func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.deaths[pid] != 0
+	})
+	for _, r := range c.runs() {
+		if r.pid == pid {
+			return r.end
+		}
+	}
+	c.t.Fatalf("child %d died without having started", pid)
+	return 0
+}
+
+// checkOneAtATime is the safety checker: no child starts before the one before it
+// has died.
+func (c *children) checkOneAtATime() {
+	runs := c.runs()
+	for i := 1; i < len(runs); i++ {
+		prev, next := runs[i-1], runs[i]
+		if prev.end == 0 || prev.end > next.start {
+			c.t.Errorf("SAFETY: the child of %s (epoch %d) started while the child of %s (epoch %d) was alive",
+				next.holder, next.epoch, prev.holder, prev.epoch)
+		}
+	}
+	c.t.Logf("child safety checker: %d children, one at a time", len(runs))
+}
+
+// elector is an elector process under test.
+type elector struct {
+	*testutil.Process
+	id    string
+	proxy *testutil.FaultProxy
+	http  string // base URL, "" without --http-addr
+}
+
+type electorArgs struct {
+	id       string   // --id; "" leaves the default
+	viaProxy bool     // through a FaultProxy of its own
+	http     bool     // --http-addr on a free loopback port
+	election []string // --group NAME, or the lock flags
+	child    []string // flags for the child; nil: no command
+}
+
+// startElector runs an elector in the cluster's namespace and waits until it joins.
+func (c *cluster) startElector(kids *children, a electorArgs) *elector {
+	c.t.Helper()
+	e := &elector{id: a.id}
+	kubeconfig := cp.Kubeconfig
+	if a.viaProxy {
+		kubeconfig, e.proxy = proxiedKubeconfig(c.t)
+	}
+	args := []string{"--kubeconfig", kubeconfig, "--namespace", c.namespace, "--zap-time-encoding=rfc3339nano"}
+	if a.id != "" {
+		args = append(args, "--id", a.id)
+	}
+	if a.http {
+		addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(c.t))
+		args = append(args, "--http-addr", addr)
+		e.http = "http://" + addr
+	}
+	args = append(args, a.election...)
+	if a.child != nil {
+		args = append(append(args, "--", kids.child, "-log", kids.log, "-watch", kids.sock), a.child...)
+	}
+	name := a.id
+	if name == "" {
+		name = "elector"
+	}
+	e.Process = testutil.StartProcess(c.t, name, kids.elector, args...)
+	e.WaitForOutput(c.t, `"msg":"Joining the election"`, 30*time.Second)
+	return e
+}
+
+// groupArgs joins the group.
+func groupArgs(name string) []string { return []string{"--group", name} }
+
+// lockArgs elects on a Lease without a group, with the test timings.
+func lockArgs(namespace, name string) []string {
+	return []string{"--lock-name", name, "--lock-namespace", namespace, "--lease-duration", leaseDuration.String(),
+		"--renew-deadline", renewDeadline.String(), "--retry-period", retryPeriod.String()}
+}
+
+// renewals polls a Lease and keeps the last renewTime it saw for each holder.
+type renewals struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func watchRenewals(t *testing.T, key types.NamespacedName) *renewals {
+	r := &renewals{last: map[string]time.Time{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		_ = wait.PollUntilContextCancel(ctx, 20*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			l, err := clientset.CoordinationV1().Leases(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
+			if err == nil && l.Spec.RenewTime != nil {
+				r.mu.Lock()
+				if h := ptr.Deref(l.Spec.HolderIdentity, ""); h != "" {
+					r.last[h] = l.Spec.RenewTime.Time
+				}
+				r.mu.Unlock()
+			}
+			return false, nil
+		})
+	}()
+	return r
+}
+
+func (r *renewals) lastOf(holder string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last[holder]
+}
+
+// impersonatingKubeconfig is the admin kubeconfig acting as user, who has no RBAC.
+func impersonatingKubeconfig(t *testing.T, user string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(cp.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, auth := range cfg.AuthInfos {
+		auth.Impersonate = user
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// poll waits until cond holds.
+func poll(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, timeout, true,
+		func(context.Context) (bool, error) { return cond(), nil })
+	if err != nil {
+		t.Fatalf("%s: not within %s", what, timeout)
+	}
+}
