@@ -56,12 +56,8 @@ func TestTwoManagersElectOneHolder(t *testing.T) {
 func TestTerminatedHolderHandsOver(t *testing.T) {
 	t.Run("holder writes status", func(t *testing.T) {
 		c := newCluster(t)
-		a := c.startManager("manager-a", false)
+		a := c.heldWithFollower(false)
 		a.WaitForOutput(t, "Became the status writer", 10*time.Second)
-		c.group("payments")
-		c.waitFor("payments", 10*time.Second, "held by manager-a", heldBy("manager-a"))
-		c.startManager("manager-b", false)
-		c.waitFor("payments", 2*leaseDuration, "both candidates listed", hasCandidates("manager-a", "manager-b"))
 		requireHandover(t, c, a, "manager-b")
 	})
 	t.Run("holder does not write status", func(t *testing.T) {
@@ -114,11 +110,7 @@ func requireHandover(t *testing.T, c *cluster, holder *manager, next string) {
 // its clock since it last saw a renewal, and the history says Expired / AfterExpiry.
 func TestKilledHolderExpires(t *testing.T) {
 	c := newCluster(t)
-	a := c.startManager("manager-a", false)
-	c.group("payments")
-	c.waitFor("payments", 10*time.Second, "held by manager-a", heldBy("manager-a"))
-	c.startManager("manager-b", false)
-	c.waitFor("payments", 2*leaseDuration, "both candidates listed", hasCandidates("manager-a", "manager-b"))
+	a := c.heldWithFollower(false)
 
 	lease := types.NamespacedName{Namespace: c.namespace, Name: "payments"}
 	a.kill(t)
@@ -147,11 +139,7 @@ func TestCutHolderStepsDownAndRejoins(t *testing.T) {
 	for _, mode := range []testutil.ProxyMode{testutil.Refuse, testutil.Blackhole} {
 		t.Run(mode.String(), func(t *testing.T) {
 			c := newCluster(t)
-			a := c.startManager("manager-a", true)
-			c.group("payments")
-			c.waitFor("payments", 10*time.Second, "held by manager-a", heldBy("manager-a"))
-			c.startManager("manager-b", false)
-			c.waitFor("payments", 2*leaseDuration, "both candidates listed", hasCandidates("manager-a", "manager-b"))
+			a := c.heldWithFollower(true)
 
 			lease := types.NamespacedName{Namespace: c.namespace, Name: "payments"}
 			a.proxy.SetMode(mode)

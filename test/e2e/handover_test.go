@@ -27,11 +27,7 @@ func (c *cluster) prefer(name, holder string) {
 // says Handover; the leading intervals never overlap (the safety checker).
 func TestHandoverBetweenManagers(t *testing.T) {
 	c := newCluster(t)
-	c.startManager("manager-a", false)
-	c.group("payments")
-	c.waitFor("payments", 10*time.Second, "held by manager-a", heldBy("manager-a"))
-	c.startManager("manager-b", false)
-	c.waitFor("payments", 2*leaseDuration, "both candidates listed", hasCandidates("manager-a", "manager-b"))
+	c.heldWithFollower(false)
 
 	asked := time.Now()
 	c.prefer("payments", "manager-b")
@@ -66,14 +62,7 @@ func TestHandoverBetweenManagers(t *testing.T) {
 // Pods source: the label moves to the named Ready pod at once, never on two pods.
 func TestHandoverToAPod(t *testing.T) {
 	c := newCluster(t)
-	labels := c.watchLabels()
-	for _, name := range []string{"web-a", "web-b", "web-c"} {
-		c.pod(name, true)
-	}
-	c.podsManager()
-	c.group("web", podsGroup)
-	g := c.waitFor("web", 10*time.Second, "a pod elected", func(g *v1alpha1.LeaderGroup) bool { return g.Status.Holder != "" })
-	labels.waitForLabel(t, "", 5*time.Second)
+	labels, g := c.threeReadyPodsElected()
 	to := map[string]string{"web-a": "web-c", "web-b": "web-c", "web-c": "web-a"}[g.Status.Holder]
 
 	asked := time.Now()

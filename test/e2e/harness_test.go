@@ -297,3 +297,16 @@ func waitForLeaseHolder(t *testing.T, key types.NamespacedName, holder string, t
 		t.Fatalf("Lease %s: not held by %s within %s (holder %q)", key, holder, timeout, last)
 	}
 }
+
+// heldWithFollower is the client-go example's starting point: holder (started first,
+// through a fault proxy when viaProxy) holds group "payments", and manager-b has joined
+// as a follower, listed among the candidates. It returns the holder.
+func (c *cluster) heldWithFollower(viaProxy bool) *manager {
+	c.t.Helper()
+	a := c.startManager("manager-a", viaProxy)
+	c.group("payments")
+	c.waitFor("payments", 10*time.Second, "held by manager-a", heldBy("manager-a"))
+	c.startManager("manager-b", false)
+	c.waitFor("payments", 2*leaseDuration, "both candidates listed", hasCandidates("manager-a", "manager-b"))
+	return a
+}

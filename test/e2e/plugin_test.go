@@ -24,11 +24,7 @@ func runPlugin(t *testing.T, args ...string) (string, error) {
 
 func TestKubectlPlugin(t *testing.T) {
 	c := newCluster(t)
-	c.startManager("manager-a", false)
-	c.group("payments")
-	c.waitFor("payments", 10*time.Second, "held by manager-a", heldBy("manager-a"))
-	c.startManager("manager-b", false)
-	c.waitFor("payments", 2*leaseDuration, "both candidates listed", hasCandidates("manager-a", "manager-b"))
+	c.heldWithFollower(false)
 
 	t.Run("handover", func(t *testing.T) {
 		out, err := runPlugin(t, "handover", "payments", "-n", c.namespace, "--to", "manager-b", "--timeout", "10s")

@@ -137,12 +137,10 @@ func (w *labelWatch) waitForLabel(t *testing.T, not string, timeout time.Duratio
 	return name, epoch
 }
 
-func (c *cluster) podsManager(extra ...string) *manager {
-	return c.startManager(fmt.Sprintf("manager-%d", len(c.managers)), false, append([]string{"--pods-source"}, extra...)...)
-}
-
-func TestPodsThreeReadyPodsOneLeader(t *testing.T) {
-	c := newCluster(t)
+// threeReadyPodsElected runs three Ready pods and a Pods group "web" over them, and
+// returns once one of them is elected and labelled.
+func (c *cluster) threeReadyPodsElected() (*labelWatch, *v1alpha1.LeaderGroup) {
+	c.t.Helper()
 	labels := c.watchLabels()
 	for _, name := range []string{"web-a", "web-b", "web-c"} {
 		c.pod(name, true)
@@ -150,6 +148,17 @@ func TestPodsThreeReadyPodsOneLeader(t *testing.T) {
 	c.podsManager()
 	c.group("web", podsGroup)
 	g := c.waitFor("web", 10*time.Second, "a pod elected", func(g *v1alpha1.LeaderGroup) bool { return g.Status.Holder != "" })
+	labels.waitForLabel(c.t, "", 5*time.Second)
+	return labels, g
+}
+
+func (c *cluster) podsManager(extra ...string) *manager {
+	return c.startManager(fmt.Sprintf("manager-%d", len(c.managers)), false, append([]string{"--pods-source"}, extra...)...)
+}
+
+func TestPodsThreeReadyPodsOneLeader(t *testing.T) {
+	c := newCluster(t)
+	labels, g := c.threeReadyPodsElected()
 	name, epoch := labels.waitForLabel(t, "", 5*time.Second)
 	if name != g.Status.Holder || epoch != fmt.Sprint(g.Status.Transitions) {
 		t.Errorf("labelled %s (epoch %s), status holder %s (epoch %d)", name, epoch, g.Status.Holder, g.Status.Transitions)
@@ -169,14 +178,7 @@ func TestPodsLeaderReplacedAtOnce(t *testing.T) {
 	for _, how := range []string{"unready", "deleted"} {
 		t.Run(how, func(t *testing.T) {
 			c := newCluster(t)
-			labels := c.watchLabels()
-			for _, name := range []string{"web-a", "web-b", "web-c"} {
-				c.pod(name, true)
-			}
-			c.podsManager()
-			c.group("web", podsGroup)
-			old := c.waitFor("web", 10*time.Second, "a pod elected", func(g *v1alpha1.LeaderGroup) bool { return g.Status.Holder != "" })
-			labels.waitForLabel(t, "", 5*time.Second)
+			labels, old := c.threeReadyPodsElected()
 
 			changed := time.Now()
 			if how == "unready" {
