@@ -2,36 +2,24 @@ package app
 
 import (
 	"fmt"
-	"os"
-	"strings"
 
-	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/election-manager/election-manager/internal/clientconfig"
 )
 
 // Complete fills in what depends on the environment: the identity, the REST config
 // and the namespace.
 func (o *Options) Complete() (*rest.Config, error) {
+	var err error
 	if o.ID == "" {
-		base := getenv("POD_NAME")
-		if base == "" {
-			host, err := os.Hostname()
-			if err != nil {
-				return nil, fmt.Errorf("--id is empty and the hostname is unknown: %w", err)
-			}
-			base = strings.ToLower(host)
+		if o.ID, err = clientconfig.UniqueID(getenv("POD_NAME")); err != nil {
+			return nil, err
 		}
-		// Two processes on one host, or a restarted container in one pod, must never
-		// share an identity: each would take the other's renewals for its own.
-		o.ID = base + "-" + utilrand.String(5)
 	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = o.Kubeconfig
-	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
-	cfg, err := loader.ClientConfig()
+	cfg, loader, err := clientconfig.Load(o.Kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("loading the client configuration (--kubeconfig %q): %w", o.Kubeconfig, err)
+		return nil, err
 	}
 	if o.Namespace == "" {
 		if o.Namespace = getenv("POD_NAMESPACE"); o.Namespace == "" {

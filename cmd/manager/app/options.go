@@ -5,16 +5,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
-	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/election-manager/election-manager/internal/clientconfig"
 )
 
 // Options is the manager's command line. Scripts and the Helm chart rely on these
@@ -160,19 +159,15 @@ func (l LockOptions) validateTimings() []error {
 // Complete fills in what depends on the environment: the identity, and the REST
 // config and lock namespace from the kubeconfig (or the in-cluster config).
 func (o *Options) Complete() (*rest.Config, error) {
+	var err error
 	if o.ID == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("--id is empty and the hostname is unknown: %w", err)
+		if o.ID, err = clientconfig.UniqueID(""); err != nil {
+			return nil, err
 		}
-		o.ID = strings.ToLower(host) + "-" + utilrand.String(5)
 	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = o.Kubeconfig
-	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
-	cfg, err := loader.ClientConfig()
+	cfg, loader, err := clientconfig.Load(o.Kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("loading the client configuration (--kubeconfig %q): %w", o.Kubeconfig, err)
+		return nil, err
 	}
 	if o.Lock.Namespace == "" {
 		// In cluster this reads POD_NAMESPACE or the service account's namespace;
