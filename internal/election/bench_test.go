@@ -138,7 +138,7 @@ func runBench(b *testing.B, name string, groups int, timings Config, latency boo
 		}
 		return found
 	}
-	benchWait(b, 2*time.Minute, "every group to have a leader", func() bool {
+	eventually(b, 2*time.Minute, "every group to have a leader", func() bool {
 		for _, k := range keys {
 			if leaderOf(k) < 0 {
 				return false
@@ -193,7 +193,7 @@ func runBench(b *testing.B, name string, groups int, timings Config, latency boo
 		time.Sleep(20 * time.Millisecond)
 	}
 	wg.Wait()
-	benchWait(b, time.Minute, "a new holder for every released group", func() bool {
+	eventually(b, time.Minute, "a new holder for every released group", func() bool {
 		for _, k := range keys {
 			if _, ok := w.afterRelease(k.Name); !ok {
 				return false
@@ -227,7 +227,7 @@ func runBench(b *testing.B, name string, groups int, timings Config, latency boo
 	}
 	cutAt := time.Now()
 	procs[victim].crash()
-	benchWait(b, 2*time.Minute, "a new holder for every crashed group", func() bool {
+	eventually(b, 2*time.Minute, "a new holder for every crashed group", func() bool {
 		for _, k := range crashed {
 			if _, ok := w.newHolderAfter(k.Name, cutAt); !ok {
 				return false
@@ -240,16 +240,6 @@ func runBench(b *testing.B, name string, groups int, timings Config, latency boo
 		res.crashed = append(res.crashed, at.Sub(cutAt))
 	}
 	return res
-}
-
-func benchWait(b *testing.B, timeout time.Duration, what string, cond func() bool) {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // oursProcess runs this package's electors in a Registry.

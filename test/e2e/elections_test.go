@@ -142,21 +142,26 @@ func TestCutHolderStepsDownAndRejoins(t *testing.T) {
 			a := c.heldWithFollower(true)
 
 			lease := types.NamespacedName{Namespace: c.namespace, Name: "payments"}
+			renewals := watchRenewals(t, lease)
 			a.proxy.SetMode(mode)
-			cut := time.Now()
 			waitForLeaseHolder(t, lease, "manager-b", leaseDuration+10*time.Second)
 			l := getLease(t, lease)
 			epochB := *l.Spec.LeaseTransitions
 
+			// The send time of manager-a's last successful renewal, as it wrote it.
+			lastRenewal := renewals.lastOf("manager-a")
 			ivs := a.intervals(t)
 			last := ivs[len(ivs)-1]
 			if last.end.IsZero() {
 				t.Fatalf("manager-a still says it leads after manager-b took over")
 			}
-			// Its last successful renewal was at most one retry period before the cut.
-			if bound := cut.Add(renewDeadline + time.Second); last.end.After(bound) {
-				t.Errorf("manager-a stopped leading %s after the cut, want within renewDeadline + 1s of its last renewal",
-					last.end.Sub(cut))
+			if bound := lastRenewal.Add(renewDeadline + time.Second); last.end.After(bound) {
+				t.Errorf("manager-a stopped leading %s after its last renewal, want within renewDeadline + 1s",
+					last.end.Sub(lastRenewal))
+			}
+			bIvs := c.managers[1].intervals(t)
+			if took := bIvs[len(bIvs)-1].start.Sub(lastRenewal); took < leaseDuration-100*time.Millisecond {
+				t.Errorf("manager-b took over %s after manager-a's last renewal, before leaseDuration %s", took, leaseDuration)
 			}
 
 			a.proxy.SetMode(testutil.Pass)

@@ -16,11 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/utils/ptr"
 
 	"github.com/election-manager/election-manager/internal/testutil"
 )
@@ -299,38 +296,6 @@ func groupArgs(name string) []string { return []string{"--group", name} }
 func lockArgs(namespace, name string) []string {
 	return []string{"--lock-name", name, "--lock-namespace", namespace, "--lease-duration", leaseDuration.String(),
 		"--renew-deadline", renewDeadline.String(), "--retry-period", retryPeriod.String()}
-}
-
-// renewals polls a Lease and keeps the last renewTime it saw for each holder.
-type renewals struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-func watchRenewals(t *testing.T, key types.NamespacedName) *renewals {
-	r := &renewals{last: map[string]time.Time{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go func() {
-		_ = wait.PollUntilContextCancel(ctx, 20*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-			l, err := clientset.CoordinationV1().Leases(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
-			if err == nil && l.Spec.RenewTime != nil {
-				r.mu.Lock()
-				if h := ptr.Deref(l.Spec.HolderIdentity, ""); h != "" {
-					r.last[h] = l.Spec.RenewTime.Time
-				}
-				r.mu.Unlock()
-			}
-			return false, nil
-		})
-	}()
-	return r
-}
-
-func (r *renewals) lastOf(holder string) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.last[holder]
 }
 
 // impersonatingKubeconfig is the admin kubeconfig acting as user, who has no RBAC.

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -309,4 +310,52 @@ func (c *cluster) heldWithFollower(viaProxy bool) *manager {
 	c.startManager("manager-b", false)
 	c.waitFor("payments", 2*leaseDuration, "both candidates listed", hasCandidates("manager-a", "manager-b"))
 	return a
+}
+
+// renewals records, from a watch on one Lease, the renewTime each holder last
+// wrote: the send time of its last successful renewal (holders write their own clock,
+// the same machine's here).
+type renewals struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func watchRenewals(t *testing.T, key types.NamespacedName) *renewals {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	w := &renewals{last: map[string]time.Time{}}
+	l := getLease(t, key)
+	w.see(l)
+	events, err := clientset.CoordinationV1().Leases(key.Namespace).Watch(ctx, metav1.ListOptions{
+		FieldSelector: "metadata.name=" + key.Name, ResourceVersion: l.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for e := range events.ResultChan() {
+			if l, ok := e.Object.(*coordinationv1.Lease); ok {
+				w.see(l)
+			}
+		}
+	}()
+	return w
+}
+
+func (w *renewals) see(l *coordinationv1.Lease) {
+	holder := ptr.Deref(l.Spec.HolderIdentity, "")
+	if holder == "" || l.Spec.RenewTime == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if l.Spec.RenewTime.After(w.last[holder]) {
+		w.last[holder] = l.Spec.RenewTime.Time
+	}
+}
+
+func (w *renewals) lastOf(id string) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last[id]
 }

@@ -20,11 +20,7 @@ func newHistoryCommand(flags *genericclioptions.ConfigFlags, streams genericioop
 			if output != "json" && output != "yaml" {
 				return fmt.Errorf("--output %q: want json or yaml", output)
 			}
-			t, err := newTarget(flags, args[0])
-			if err != nil {
-				return err
-			}
-			g, err := t.get(cmd.Context())
+			g, err := getGroup(cmd.Context(), flags, args[0])
 			if err != nil {
 				return err
 			}

@@ -66,3 +66,12 @@ func (t *target) get(ctx context.Context) (*v1alpha1.LeaderGroup, error) {
 	}
 	return g, nil
 }
+
+// getGroup reads the named LeaderGroup in the namespace the flags select.
+func getGroup(ctx context.Context, flags *genericclioptions.ConfigFlags, name string) (*v1alpha1.LeaderGroup, error) {
+	t, err := newTarget(flags, name)
+	if err != nil {
+		return nil, err
+	}
+	return t.get(ctx)
+}

@@ -21,11 +21,7 @@ func newStatusCommand(flags *genericclioptions.ConfigFlags, streams genericioopt
 		Short: "Show the holder, epoch, candidates and history of a LeaderGroup",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := newTarget(flags, args[0])
-			if err != nil {
-				return err
-			}
-			g, err := t.get(cmd.Context())
+			g, err := getGroup(cmd.Context(), flags, args[0])
 			if err != nil {
 				return err
 			}
