@@ -8,7 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
-	"github.com/election-manager/election-manager/internal/election"
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 // observation is what the status writer sees of a group's Lease at one moment.
@@ -21,8 +21,8 @@ type observation struct {
 	now       time.Time
 }
 
-func (o observation) holder() string { return election.HolderOf(o.lease) }
-func (o observation) epoch() int32   { return election.EpochOf(o.lease) }
+func (o observation) holder() string { return leaserecord.Holder(o.lease) }
+func (o observation) epoch() int32   { return leaserecord.Epoch(o.lease) }
 
 // event is a Kubernetes Event to record on the group.
 type event struct {
@@ -43,8 +43,13 @@ const (
 // nextHistory folds one observation into the history (newest first) and returns the
 // events the change implies. It is pure: the same inputs give the same history on
 // every manager instance, and a new status writer carries on where the last one
-// stopped. A term is identified by (holder, transition).
+// stopped. A term is identified by (holder, transition). History never goes back:
+// an observation of an epoch below the newest entry's is an old view (a new status
+// writer's informer catching up) and changes nothing.
 func nextHistory(prev []v1alpha1.HistoryEntry, obs observation, limit int32) ([]v1alpha1.HistoryEntry, []event) {
+	if obs.lease != nil && len(prev) > 0 && obs.epoch() < prev[0].Transition {
+		return prev, nil
+	}
 	history := append([]v1alpha1.HistoryEntry(nil), prev...)
 	for i := range history {
 		history[i] = *history[i].DeepCopy()
@@ -54,11 +59,15 @@ func nextHistory(prev []v1alpha1.HistoryEntry, obs observation, limit int32) ([]
 	cur := openTerm(history)
 
 	if holder != "" && (cur == nil || cur.Holder != holder || cur.Transition != epoch) {
-		if len(history) > 0 && history[0].Holder == holder && history[0].Transition == epoch {
-			// The term we called ended goes on: its holder renewed after all, with
-			// nobody in between. The Lease is the truth.
-			history[0].EndedAt, history[0].EndReason = nil, ""
-		} else {
+		switch {
+		case len(history) > 0 && history[0].Holder == holder && history[0].Transition == epoch:
+			// The term we called ended goes on if its holder renewed after all, with
+			// nobody in between (the Lease is the truth); while it stays expired, it
+			// stays ended, and is told once.
+			if obs.expiredAt == nil {
+				history[0].EndedAt, history[0].EndReason = nil, ""
+			}
+		default:
 			entry := newTerm(history, obs)
 			var prevEnd *time.Time // when the previous term ended, if known
 			if cur != nil {
@@ -128,48 +137,31 @@ func endTerm(entry *v1alpha1.HistoryEntry, end termEnd) event {
 	}
 }
 
-// releasedEnd is how a term ended when the Lease shows no holder: an observed empty
-// holder means Released; a deleted Lease tells nothing.
+// releasedEnd is how a term ended when the Lease shows no holder, as the record
+// tells it (a deleted Lease tells nothing); when the releaser wrote no time, it
+// ended when we saw it.
 func releasedEnd(entry *v1alpha1.HistoryEntry, obs observation) termEnd {
-	if obs.lease == nil {
-		return termEnd{at: obs.now, reason: v1alpha1.EndUnknown}
+	end := leaserecord.EndOf(entry.Holder, obs.lease)
+	if end.At.IsZero() {
+		return termEnd{at: obs.now, reason: end.Reason}
 	}
-	at, _ := releasedAt(entry.Holder, obs)
-	if obs.lease.Annotations[election.AnnotationHandoverTo] != "" {
-		return termEnd{at: at, reason: v1alpha1.EndHandover}
-	}
-	return termEnd{at: at, reason: v1alpha1.EndReleased}
+	return termEnd{at: end.At, reason: end.Reason, exact: true}
 }
 
-// releasedAt is when holder released the Lease: the releaser's own record of it
-// (exact) when present, else when we saw it.
-func releasedAt(holder string, obs observation) (at time.Time, exact bool) {
-	if obs.lease.Annotations[election.AnnotationReleasedBy] == holder {
-		if t, err := time.Parse(time.RFC3339Nano, obs.lease.Annotations[election.AnnotationReleasedAt]); err == nil {
-			return t, true
-		}
-	}
-	return obs.now, false
-}
-
-// previousEnd infers how the previous term ended from how the next one began, when
-// the observer did not see the end itself.
+// previousEnd is how the previous term ended, told by the record of the next one,
+// when the observer did not see the end itself.
 func previousEnd(prev *v1alpha1.HistoryEntry, obs observation, next v1alpha1.HistoryEntry) termEnd {
-	end := termEnd{at: next.AcquiredAt.Time, reason: v1alpha1.EndUnknown}
 	if next.MissedTransitions > 0 {
-		return end // others held the Lease in between
+		return termEnd{at: next.AcquiredAt.Time, reason: v1alpha1.EndUnknown} // others held it in between
 	}
-	switch next.StartReason {
-	case v1alpha1.StartAfterRelease:
-		at, exact := releasedAt(prev.Holder, obs)
-		return termEnd{at: at, reason: v1alpha1.EndReleased, exact: exact}
-	case v1alpha1.StartAfterExpiry:
-		end.reason = v1alpha1.EndExpired
-	case v1alpha1.StartHandover:
-		at, exact := releasedAt(prev.Holder, obs)
-		return termEnd{at: at, reason: v1alpha1.EndHandover, exact: exact}
+	end := leaserecord.EndOf(prev.Holder, obs.lease)
+	if end.At.IsZero() {
+		if end.Reason == v1alpha1.EndReleased || end.Reason == v1alpha1.EndHandover {
+			return termEnd{at: obs.now, reason: end.Reason}
+		}
+		return termEnd{at: next.AcquiredAt.Time, reason: end.Reason}
 	}
-	return end
+	return termEnd{at: end.At, reason: end.Reason, exact: true}
 }
 
 // newTerm is the entry for the term obs shows, which history does not hold yet.
@@ -191,17 +183,11 @@ func newTerm(history []v1alpha1.HistoryEntry, obs observation) v1alpha1.HistoryE
 		}
 	}
 
-	switch how := election.AcquiredHow(obs.lease.Annotations[election.AnnotationAcquiredHow]); {
-	case how == election.AcquiredElected:
-		entry.StartReason = v1alpha1.StartElected
-	case how == election.AcquiredAfterRelease:
-		entry.StartReason = v1alpha1.StartAfterRelease
-	case how == election.AcquiredAfterExpiry:
-		entry.StartReason = v1alpha1.StartAfterExpiry
-	case how == election.AcquiredHandover:
-		entry.StartReason = v1alpha1.StartHandover
+	entry.StartReason = leaserecord.Start(obs.lease)
+	switch {
+	case entry.StartReason != v1alpha1.StartUnknown:
 	case prev == nil:
-		// An elector that records nothing (client-go, say): a fresh Lease's first
+		// A writer that records nothing (client-go, say): a fresh Lease's first
 		// holder was elected; a Lease seen first mid-life started we cannot say how.
 		if entry.Transition == 0 {
 			entry.StartReason = v1alpha1.StartElected

@@ -10,7 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
-	"github.com/election-manager/election-manager/internal/election"
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -37,9 +37,9 @@ func lease(holder string, epoch int32, acquiredSec int, annotations ...string) *
 	return l
 }
 
-func how(h election.AcquiredHow) string { return election.AnnotationAcquiredHow + "=" + string(h) }
+func how(h leaserecord.How) string { return leaserecord.AnnotationAcquiredHow + "=" + string(h) }
 func releasedBy(id string, sec int) []string {
-	return []string{election.AnnotationReleasedBy + "=" + id, election.AnnotationReleasedAt + "=" + at(sec).Format(time.RFC3339Nano)}
+	return []string{leaserecord.AnnotationReleasedBy + "=" + id, leaserecord.AnnotationReleasedAt + "=" + at(sec).Format(time.RFC3339Nano)}
 }
 
 func open(holder string, epoch int32, acquiredSec int, start v1alpha1.StartReason) v1alpha1.HistoryEntry {
@@ -74,7 +74,7 @@ func TestNextHistory(t *testing.T) {
 		obs:  observation{now: at(1)},
 	}, {
 		name:       "first holder, elected by our elector",
-		obs:        observation{lease: lease("a", 1, 0, how(election.AcquiredElected)), now: at(1)},
+		obs:        observation{lease: lease("a", 1, 0, how(leaserecord.Elected)), now: at(1)},
 		want:       []v1alpha1.HistoryEntry{a1},
 		wantEvents: []string{"LeaderElected a leads (epoch 1, Elected)"},
 	}, {
@@ -90,7 +90,7 @@ func TestNextHistory(t *testing.T) {
 	}, {
 		name: "a renewal changes nothing",
 		prev: []v1alpha1.HistoryEntry{a1},
-		obs:  observation{lease: lease("a", 1, 0, how(election.AcquiredElected)), now: at(30)},
+		obs:  observation{lease: lease("a", 1, 0, how(leaserecord.Elected)), now: at(30)},
 		want: []v1alpha1.HistoryEntry{a1},
 	}, {
 		name:       "release seen",
@@ -107,13 +107,13 @@ func TestNextHistory(t *testing.T) {
 	}, {
 		name:       "takeover after a seen release",
 		prev:       []v1alpha1.HistoryEntry{ended(a1, 9, v1alpha1.EndReleased)},
-		obs:        observation{lease: lease("b", 2, 9, how(election.AcquiredAfterRelease)), now: at(10)},
+		obs:        observation{lease: lease("b", 2, 9, how(leaserecord.AfterRelease)), now: at(10)},
 		want:       []v1alpha1.HistoryEntry{gap(open("b", 2, 9, v1alpha1.StartAfterRelease), 0), ended(a1, 9, v1alpha1.EndReleased)},
 		wantEvents: []string{"LeaderElected b leads (epoch 2, AfterRelease)"},
 	}, {
 		name: "takeover after an unseen release: the new record tells both",
 		prev: []v1alpha1.HistoryEntry{a1},
-		obs: observation{lease: lease("b", 2, 10, append(releasedBy("a", 9), how(election.AcquiredAfterRelease))...),
+		obs: observation{lease: lease("b", 2, 10, append(releasedBy("a", 9), how(leaserecord.AfterRelease))...),
 			now: at(11)},
 		want:       []v1alpha1.HistoryEntry{gap(open("b", 2, 10, v1alpha1.StartAfterRelease), 1), ended(a1, 9, v1alpha1.EndReleased)},
 		wantEvents: []string{"LeaderLost a released the lease (epoch 1)", "LeaderElected b leads (epoch 2, AfterRelease)"},
@@ -132,19 +132,19 @@ func TestNextHistory(t *testing.T) {
 	}, {
 		name:       "takeover after an unseen expiry",
 		prev:       []v1alpha1.HistoryEntry{a1},
-		obs:        observation{lease: lease("b", 2, 21, how(election.AcquiredAfterExpiry)), now: at(22)},
+		obs:        observation{lease: lease("b", 2, 21, how(leaserecord.AfterExpiry)), now: at(22)},
 		want:       []v1alpha1.HistoryEntry{open("b", 2, 21, v1alpha1.StartAfterExpiry), ended(a1, 21, v1alpha1.EndExpired)},
 		wantEvents: []string{"LeaseExpired a stopped renewing the lease (epoch 1)", "LeaderElected b leads (epoch 2, AfterExpiry)"},
 	}, {
 		name:       "same identity re-acquires after a loss: a new term",
 		prev:       []v1alpha1.HistoryEntry{ended(a1, 20, v1alpha1.EndExpired)},
-		obs:        observation{lease: lease("a", 2, 25, how(election.AcquiredAfterExpiry)), now: at(26)},
+		obs:        observation{lease: lease("a", 2, 25, how(leaserecord.AfterExpiry)), now: at(26)},
 		want:       []v1alpha1.HistoryEntry{gap(open("a", 2, 25, v1alpha1.StartAfterExpiry), 5), ended(a1, 20, v1alpha1.EndExpired)},
 		wantEvents: []string{"LeaderElected a leads (epoch 2, AfterExpiry)"},
 	}, {
 		name:       "missed transitions (say, no status writer for a while): counted, ends unknown",
 		prev:       []v1alpha1.HistoryEntry{a1},
-		obs:        observation{lease: lease("c", 4, 50, how(election.AcquiredAfterRelease)), now: at(60)},
+		obs:        observation{lease: lease("c", 4, 50, how(leaserecord.AfterRelease)), now: at(60)},
 		want:       []v1alpha1.HistoryEntry{missed(open("c", 4, 50, v1alpha1.StartAfterRelease), 2), ended(a1, 50, v1alpha1.EndUnknown)},
 		wantEvents: []string{"LeaderLost a no longer leads (epoch 1, Unknown)", "LeaderElected c leads (epoch 4, AfterRelease)"},
 	}, {
@@ -156,13 +156,13 @@ func TestNextHistory(t *testing.T) {
 	}, {
 		name:       "handover seen: the release names who it is for",
 		prev:       []v1alpha1.HistoryEntry{a1},
-		obs:        observation{lease: lease("", 1, 0, append(releasedBy("a", 9), election.AnnotationHandoverTo+"=b")...), now: at(10)},
+		obs:        observation{lease: lease("", 1, 0, append(releasedBy("a", 9), leaserecord.AnnotationHandoverTo+"=b")...), now: at(10)},
 		want:       []v1alpha1.HistoryEntry{ended(a1, 9, v1alpha1.EndHandover)},
 		wantEvents: []string{"LeaderLost a no longer leads (epoch 1, Handover)"},
 	}, {
 		name:       "takeover after an unseen handover",
 		prev:       []v1alpha1.HistoryEntry{a1},
-		obs:        observation{lease: lease("b", 2, 10, append(releasedBy("a", 9), how(election.AcquiredHandover))...), now: at(11)},
+		obs:        observation{lease: lease("b", 2, 10, append(releasedBy("a", 9), how(leaserecord.Handover))...), now: at(11)},
 		want:       []v1alpha1.HistoryEntry{gap(open("b", 2, 10, v1alpha1.StartHandover), 1), ended(a1, 9, v1alpha1.EndHandover)},
 		wantEvents: []string{"LeaderLost a no longer leads (epoch 1, Handover)", "LeaderElected b leads (epoch 2, Handover)"},
 	}, {
@@ -176,6 +176,22 @@ func TestNextHistory(t *testing.T) {
 		obs:        observation{lease: lease("z", 3, 0), expiredAt: ptr.To(at(15)), now: at(15)},
 		want:       []v1alpha1.HistoryEntry{ended(open("z", 3, 0, v1alpha1.StartUnknown), 15, v1alpha1.EndExpired)},
 		wantEvents: []string{"LeaderElected z leads (epoch 3, Unknown)", "LeaseExpired z stopped renewing the lease (epoch 3)"},
+	}, {
+		name:       "an expired term stays ended, and is told once",
+		prev:       []v1alpha1.HistoryEntry{ended(a1, 20, v1alpha1.EndExpired)},
+		obs:        observation{lease: lease("a", 1, 0), expiredAt: ptr.To(at(20)), now: at(40)},
+		want:       []v1alpha1.HistoryEntry{ended(a1, 20, v1alpha1.EndExpired)},
+		wantEvents: nil,
+	}, {
+		name: "a lower epoch is an old view (a new status writer's informer lagging): nothing changes",
+		prev: []v1alpha1.HistoryEntry{open("b", 6, 30, v1alpha1.StartAfterRelease), ended(open("a", 5, 20, v1alpha1.StartAfterExpiry), 29, v1alpha1.EndReleased)},
+		obs:  observation{lease: lease("a", 5, 20, how(leaserecord.AfterExpiry)), now: at(31)},
+		want: []v1alpha1.HistoryEntry{open("b", 6, 30, v1alpha1.StartAfterRelease), ended(open("a", 5, 20, v1alpha1.StartAfterExpiry), 29, v1alpha1.EndReleased)},
+	}, {
+		name: "a lower epoch released: still an old view",
+		prev: []v1alpha1.HistoryEntry{open("b", 6, 30, v1alpha1.StartAfterRelease)},
+		obs:  observation{lease: lease("", 5, 20, releasedBy("a", 29)...), now: at(31)},
+		want: []v1alpha1.HistoryEntry{open("b", 6, 30, v1alpha1.StartAfterRelease)},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -228,4 +244,41 @@ func describe(h []v1alpha1.HistoryEntry) string {
 		parts = append(parts, "["+s+"]")
 	}
 	return strings.Join(parts, " ")
+}
+
+// TestHistoryNeverGoesBack folds the views a status writer can get, in any order a
+// lagging informer may deliver them, and checks that epochs in history only grow
+// and each LeaseExpired is told once.
+func TestHistoryNeverGoesBack(t *testing.T) {
+	views := []observation{
+		{lease: lease("a", 5, 0, how(leaserecord.AfterExpiry)), now: at(1)},
+		{lease: lease("b", 6, 2, append(releasedBy("a", 2), how(leaserecord.AfterRelease))...), now: at(3)},
+		{lease: lease("a", 5, 0, how(leaserecord.AfterExpiry)), now: at(4)}, // lagging
+		{lease: lease("b", 6, 2, how(leaserecord.AfterRelease)), expiredAt: ptr.To(at(20)), now: at(20)},
+		{lease: lease("b", 6, 2, how(leaserecord.AfterRelease)), expiredAt: ptr.To(at(20)), now: at(25)},
+		{lease: lease("", 5, 0, releasedBy("a", 2)...), now: at(26)}, // lagging
+		{lease: lease("b", 6, 2, how(leaserecord.AfterRelease)), expiredAt: ptr.To(at(20)), now: at(30)},
+	}
+	var history []v1alpha1.HistoryEntry
+	expired := 0
+	for _, v := range views {
+		var events []event
+		history, events = nextHistory(history, v, 10)
+		for _, e := range events {
+			if e.reason == EventLeaseExpired {
+				expired++
+			}
+		}
+		for i := 1; i < len(history); i++ {
+			if history[i].Transition >= history[i-1].Transition {
+				t.Fatalf("history went back in epochs: %s", describe(history))
+			}
+		}
+	}
+	if expired != 1 {
+		t.Errorf("%d LeaseExpired events for one expiry, want 1", expired)
+	}
+	if len(history) != 2 || history[0].Transition != 6 || history[0].EndReason != v1alpha1.EndExpired {
+		t.Errorf("history %s, want b/6 ended Expired after a/5", describe(history))
+	}
 }

@@ -29,6 +29,8 @@ import (
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
 	"github.com/election-manager/election-manager/internal/election"
+	"github.com/election-manager/election-manager/internal/groups"
+	"github.com/election-manager/election-manager/internal/leaserecord"
 	"github.com/election-manager/election-manager/internal/podsource"
 )
 
@@ -53,12 +55,13 @@ type LeaderGroupReconciler struct {
 	// ExternalLeaseNamespaces are the other namespaces External groups may name.
 	ExternalLeaseNamespaces []string
 	// Pods holds Pods groups' Leases for their pods; nil: the Pods source is off.
-	Pods  *podsource.Holder
+	Pods *podsource.Holder
+	// Clock is the observer's clock; nil: the Lease tracker's, which every expiry
+	// is measured on.
 	Clock clock.PassiveClock
 
-	leaseClock *leaseClock
-	presence   *presence
-	queue      atomic.Pointer[workqueue.TypedRateLimitingInterface[reconcile.Request]]
+	presence *presence
+	queue    atomic.Pointer[workqueue.TypedRateLimitingInterface[reconcile.Request]]
 }
 
 // EventRecorder records Events (events.k8s.io) on a LeaderGroup; controller-runtime's
@@ -81,7 +84,7 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 		return ctrl.Result{}, err
 	}
-	lease := resolveLease(group)
+	lease := groups.Lease(group)
 	block, err := r.blocked(ctx, group, lease)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -129,7 +132,7 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 	if live, _ := r.presence.candidates(group, r.Clock.Now()); isCandidate(live, group.Spec.PreferredHolder) {
 		handOverTo = group.Spec.PreferredHolder
 	}
-	e, err := r.Electors.Ensure(key, electorConfig(group, lease, r.Identity, handOverTo), election.Callbacks{
+	e, err := r.Electors.Ensure(key, electorConfig(group, r.Identity, handOverTo, r.epochFloor(client.ObjectKeyFromObject(group))), election.Callbacks{
 		OnStartedLeading: func(epoch int32) {
 			isLeader.WithLabelValues(labels...).Set(1)
 			logger.Info("Leading", "lease", lease.String(), "epoch", epoch)
@@ -146,15 +149,27 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 	return nil
 }
 
+// epochFloor reads the group's recorded epochs from the cache, for an elector that
+// is about to create the group's Lease.
+func (r *LeaderGroupReconciler) epochFloor(key types.NamespacedName) func() (int32, error) {
+	return func() (int32, error) {
+		g := &v1alpha1.LeaderGroup{}
+		if err := r.Get(context.Background(), key, g); err != nil {
+			return 0, fmt.Errorf("reading LeaderGroup %s for its epoch floor: %w", key, err)
+		}
+		return groups.EpochFloor(g), nil
+	}
+}
+
 // checkSplitBrain raises the alarm when this instance's elector says it leads while
 // the Lease names someone else at the same or a later epoch: two identities claim
 // the group. (An older epoch is only the informer lagging behind our own write.)
 // The elector's contract makes this impossible; the alarm is there in case it breaks.
 func (r *LeaderGroupReconciler) checkSplitBrain(group *v1alpha1.LeaderGroup, mine election.LeaderInfo, l *coordinationv1.Lease) {
-	if holder := election.HolderOf(l); mine.Leading && holder != "" && holder != r.Identity && election.EpochOf(l) >= mine.Epoch {
+	if holder := leaserecord.Holder(l); mine.Leading && holder != "" && holder != r.Identity && leaserecord.Epoch(l) >= mine.Epoch {
 		splitBrain.WithLabelValues(group.Namespace, group.Name).Inc()
 		r.Recorder.Eventf(group, nil, corev1.EventTypeWarning, EventSplitBrain, "Observe",
-			"%s leads in its own view (epoch %d) while the Lease names %s (epoch %d)", r.Identity, mine.Epoch, holder, election.EpochOf(l))
+			"%s leads in its own view (epoch %d) while the Lease names %s (epoch %d)", r.Identity, mine.Epoch, holder, leaserecord.Epoch(l))
 	}
 }
 
@@ -183,7 +198,7 @@ func (r *LeaderGroupReconciler) observe(group *v1alpha1.LeaderGroup, lease types
 			next = earliest(next, now.Add(pods.renewIn))
 		}
 	}
-	if expiry, ok := r.leaseClock.expiry(lease, obs.lease); ok {
+	if expiry, ok := r.Leases.Tracker().Expiry(lease, obs.lease, group.Spec.LeaseDuration.Duration); ok {
 		if now.Before(expiry) {
 			next = earliest(next, expiry)
 		} else {
@@ -221,10 +236,12 @@ func (r *LeaderGroupReconciler) writeStatus(ctx context.Context, group *v1alpha1
 // SetupWithManager registers the controller. Leases come from the elector's shared
 // informer, so the process watches Leases once.
 func (r *LeaderGroupReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
-	r.leaseClock = newLeaseClock(clock.RealClock{})
-	r.presence = newPresence(r.LockName, r.leaseClock)
+	if r.Clock == nil {
+		r.Clock = r.Leases.Tracker().Clock()
+	}
+	r.presence = newPresence(r.LockName, r.Leases.Tracker(), r.Writer.Config().LeaseDuration)
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.LeaderGroup{}, leaseIndex, func(o client.Object) []string {
-		return []string{resolveLease(o.(*v1alpha1.LeaderGroup)).String()}
+		return []string{groups.Lease(o.(*v1alpha1.LeaderGroup)).String()}
 	}); err != nil {
 		return fmt.Errorf("indexing LeaderGroups by Lease: %w", err)
 	}

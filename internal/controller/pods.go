@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/groups"
+	"github.com/election-manager/election-manager/internal/leaserecord"
 	"github.com/election-manager/election-manager/internal/podsource"
 )
 
@@ -47,7 +49,8 @@ func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.Le
 		Suspended:     suspended,
 		Preferred:     group.Spec.PreferredHolder,
 		LeaseDuration: group.Spec.LeaseDuration.Duration, RetryPeriod: group.Spec.RetryPeriod.Duration,
-		Owner: ownerReference(group),
+		Owner:      ownerReference(group),
+		EpochFloor: groups.EpochFloor(group),
 	})
 	if err != nil {
 		return nil, err
@@ -80,10 +83,10 @@ func (r *LeaderGroupReconciler) groupsForPod(ctx context.Context, pod client.Obj
 // no instance renewed while none was writing (a clock skew between instances can
 // only cost a needless transition, never a second leader).
 func (r *LeaderGroupReconciler) podsLeaseExpired(key types.NamespacedName, l *coordinationv1.Lease, leaseDuration time.Duration) bool {
-	expiry, held := r.leaseClock.expiry(key, l)
+	expiry, held := r.Leases.Tracker().Expiry(key, l, leaseDuration)
 	if !held {
 		return false
 	}
 	now := r.Clock.Now()
-	return !now.Before(expiry) || (l.Spec.RenewTime != nil && now.Sub(l.Spec.RenewTime.Time) >= leaseDuration)
+	return !now.Before(expiry) || (l.Spec.RenewTime != nil && now.Sub(l.Spec.RenewTime.Time) >= leaserecord.Duration(l, leaseDuration))
 }

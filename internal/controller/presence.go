@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
-	"github.com/election-manager/election-manager/internal/election"
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 // Every manager instance announces itself with a presence Lease of its own, held
@@ -57,14 +57,16 @@ func (i instance) serves(g *v1alpha1.LeaderGroup) bool {
 // presence tracks the instances whose presence Leases have a holder.
 type presence struct {
 	lockName string
-	clock    *leaseClock
+	tracker  *leaserecord.Tracker
+	// fallback is the duration of a presence Lease that names none: the lock's.
+	fallback time.Duration
 
 	mu        sync.Mutex
 	instances map[types.NamespacedName]instance
 }
 
-func newPresence(lockName string, c *leaseClock) *presence {
-	return &presence{lockName: lockName, clock: c, instances: map[types.NamespacedName]instance{}}
+func newPresence(lockName string, t *leaserecord.Tracker, fallback time.Duration) *presence {
+	return &presence{lockName: lockName, tracker: t, fallback: fallback, instances: map[types.NamespacedName]instance{}}
 }
 
 // isPresence tells whether l is a presence Lease of this installation.
@@ -78,7 +80,7 @@ func (p *presence) observe(key types.NamespacedName, l *coordinationv1.Lease) (c
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	old, had := p.instances[key]
-	if l == nil || election.HolderOf(l) == "" {
+	if l == nil || leaserecord.Holder(l) == "" {
 		delete(p.instances, key)
 		return had
 	}
@@ -86,7 +88,7 @@ func (p *presence) observe(key types.NamespacedName, l *coordinationv1.Lease) (c
 	if err != nil {
 		selector = labels.Nothing() // an instance we cannot read serves nothing we know of
 	}
-	inst := instance{identity: election.HolderOf(l), selector: selector, lease: l,
+	inst := instance{identity: leaserecord.Holder(l), selector: selector, lease: l,
 		namespaces: splitNonEmpty(l.Annotations[AnnotationServesNamespaces])}
 	p.instances[key] = inst
 	return !had || old.identity != inst.identity || old.selector.String() != inst.selector.String() ||
@@ -109,7 +111,7 @@ func (p *presence) candidates(g *v1alpha1.LeaderGroup, now time.Time) ([]v1alpha
 		if !inst.serves(g) {
 			continue
 		}
-		expiry, ok := p.clock.expiry(key, inst.lease)
+		expiry, ok := p.tracker.Expiry(key, inst.lease, p.fallback)
 		if !ok || !now.Before(expiry) {
 			continue // its instance stopped renewing: gone
 		}

@@ -11,22 +11,8 @@ import (
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
 	"github.com/election-manager/election-manager/internal/election"
+	"github.com/election-manager/election-manager/internal/groups"
 )
-
-// resolveLease is the group's lock, with the defaults applied: the group's own name
-// and namespace.
-func resolveLease(g *v1alpha1.LeaderGroup) types.NamespacedName {
-	key := types.NamespacedName{Namespace: g.Namespace, Name: g.Name}
-	if l := g.Spec.Lease; l != nil {
-		if l.Name != "" {
-			key.Name = l.Name
-		}
-		if l.Namespace != "" {
-			key.Namespace = l.Namespace
-		}
-	}
-	return key
-}
 
 // blockedBy says why g cannot be served as declared, given the namespaces External
 // groups may use and the other groups that name the same Lease. It is computed the
@@ -48,7 +34,7 @@ func blockedBy(g *v1alpha1.LeaderGroup, lease types.NamespacedName, externalName
 		return blocked{v1alpha1.ReasonConflict, fmt.Sprintf(
 			"Lease %s is already used by LeaderGroup %s/%s, which is older", lease, winner.Namespace, winner.Name)}
 	}
-	if err := timingsValid(g); err != nil {
+	if err := groups.ValidateTimings(g); err != nil {
 		return blocked{v1alpha1.ReasonInvalidSpec, err.Error()}
 	}
 	if source == v1alpha1.SourcePods && !podsEnabled {
@@ -83,22 +69,6 @@ func older(a, b *v1alpha1.LeaderGroup) bool {
 	return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
 }
 
-// timingsValid repeats the admission rules, for objects admitted before a rule
-// existed: an elector must never run with timings that are not safe.
-func timingsValid(g *v1alpha1.LeaderGroup) error {
-	cfg := election.Config{
-		Lease:         resolveLease(g),
-		Identity:      "check",
-		LeaseDuration: g.Spec.LeaseDuration.Duration,
-		RenewDeadline: g.Spec.RenewDeadline.Duration,
-		RetryPeriod:   g.Spec.RetryPeriod.Duration,
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("spec timings: %w", err)
-	}
-	return nil
-}
-
 func orNone(list []string) string {
 	if len(list) == 0 {
 		return "none"
@@ -107,19 +77,14 @@ func orNone(list []string) string {
 }
 
 // electorConfig is the config of this instance's elector in a Manager group; it hands
-// leadership over to handOverTo when set.
-func electorConfig(g *v1alpha1.LeaderGroup, lease types.NamespacedName, identity, handOverTo string) election.Config {
-	return election.Config{
-		HandOverTo:      handOverTo,
-		Lease:           lease,
-		Identity:        identity,
-		LeaseDuration:   g.Spec.LeaseDuration.Duration,
-		RenewDeadline:   g.Spec.RenewDeadline.Duration,
-		RetryPeriod:     g.Spec.RetryPeriod.Duration,
-		ReleaseOnCancel: g.Spec.ReleaseOnCancel == nil || *g.Spec.ReleaseOnCancel,
-		Labels:          map[string]string{LabelGroup: g.Name},
-		OwnerReferences: []metav1.OwnerReference{ownerReference(g)},
-	}
+// leadership over to handOverTo when set, and reads the epoch floor through floor.
+func electorConfig(g *v1alpha1.LeaderGroup, identity, handOverTo string, floor func() (int32, error)) election.Config {
+	cfg := groups.Election(g, identity)
+	cfg.HandOverTo = handOverTo
+	cfg.Labels = map[string]string{LabelGroup: g.Name}
+	cfg.OwnerReferences = []metav1.OwnerReference{ownerReference(g)}
+	cfg.EpochFloor = floor
+	return cfg
 }
 
 // ownerReference makes a Lease the manager creates go with its group. No

@@ -46,7 +46,10 @@ func computeStatus(in statusInput) (v1alpha1.LeaderGroupStatus, []event) {
 		if cur := openTerm(next.History); cur != nil {
 			next.Holder, next.AcquiredAt = cur.Holder, cur.AcquiredAt.DeepCopy()
 		}
-		next.Transitions = in.obs.epoch()
+		if in.obs.lease != nil {
+			// While the Lease is missing the last known epoch stands: it only grows.
+			next.Transitions = max(prev.Transitions, in.obs.epoch())
+		}
 	}
 
 	ready := readyCondition(in)

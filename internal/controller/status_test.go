@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
-	"github.com/election-manager/election-manager/internal/election"
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 func TestPreferredHolderCondition(t *testing.T) {
@@ -27,7 +27,7 @@ func TestPreferredHolderCondition(t *testing.T) {
 		g := &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Generation: 2}}
 		g.Spec.HistoryLimit, g.Spec.PreferredHolder = 10, tc.preferred
 		status, _ := computeStatus(statusInput{group: g, lease: types.NamespacedName{Name: "g"}, candidates: live, now: t0,
-			obs: &observation{lease: lease(tc.holder, 1, 0, how(election.AcquiredElected)), now: t0}})
+			obs: &observation{lease: lease(tc.holder, 1, 0, how(leaserecord.Elected)), now: t0}})
 		c := meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionPreferredHolder)
 		got := ""
 		if c != nil {

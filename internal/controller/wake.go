@@ -24,21 +24,22 @@ func (r *LeaderGroupReconciler) startWaking(_ context.Context, q workqueue.Typed
 	return nil
 }
 
-// onLease runs on the Lease informer's goroutine for every add, update and delete.
-// Renewals only move the observer's clock: they wake nothing.
-func (r *LeaderGroupReconciler) onLease(l *coordinationv1.Lease, deleted bool) {
-	key := types.NamespacedName{Namespace: l.Namespace, Name: l.Name}
-	current := l
-	if deleted {
-		current = nil
+// onLease runs on the Lease informer's goroutine for every add, update (old and
+// cur) and delete (cur nil). Renewals only move the observer's clock (the Lease
+// tracker has seen them): they wake nothing.
+func (r *LeaderGroupReconciler) onLease(old, cur *coordinationv1.Lease) {
+	l := cur
+	if l == nil {
+		l = old
 	}
+	key := types.NamespacedName{Namespace: l.Namespace, Name: l.Name}
 	if r.presence.isPresence(l) {
-		if r.presence.observe(key, current) {
+		if r.presence.observe(key, cur) {
 			r.EnqueueAll()
 		}
 		return
 	}
-	if r.leaseClock.observe(key, current) {
+	if termChanged(old, cur) {
 		var groups v1alpha1.LeaderGroupList
 		if err := r.List(context.Background(), &groups, client.MatchingFields{leaseIndex: key.String()}); err == nil {
 			r.enqueue(groups.Items)

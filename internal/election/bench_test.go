@@ -54,6 +54,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
 
+	"github.com/election-manager/election-manager/internal/leaserecord"
 	"github.com/election-manager/election-manager/internal/testutil"
 )
 
@@ -259,7 +260,7 @@ func newOursProcess(b *testing.B, id, ns string, timings Config) benchProcess {
 		b.Fatal(err)
 	}
 	client := kubernetes.NewForConfigOrDie(cfg)
-	leases, err := NewLeaseInformer(client, ns)
+	leases, err := NewLeaseInformer(client, nil, ns)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -429,7 +430,7 @@ func startBenchWatch(b *testing.B, ns string) *benchWatch {
 		for ev := range w.ResultChan() {
 			if l, ok := ev.Object.(*coordinationv1.Lease); ok {
 				bw.mu.Lock()
-				bw.events[l.Name] = append(bw.events[l.Name], benchEvent{at: time.Now(), holder: HolderOf(l)})
+				bw.events[l.Name] = append(bw.events[l.Name], benchEvent{at: time.Now(), holder: leaserecord.Holder(l)})
 				bw.mu.Unlock()
 			}
 		}

@@ -7,11 +7,10 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-)
 
-// JitterFactor is client-go's factor: renewDeadline must exceed retryPeriod by it,
-// so that at least one retry fits into the deadline even with a jittered period.
-const JitterFactor = 1.2
+	"github.com/election-manager/election-manager/internal/leaserecord"
+	"github.com/election-manager/election-manager/internal/timing"
+)
 
 // NodeLeaseNamespace holds the kubelets' node heartbeats. Electors never use it and
 // a LeaseInformer never watches it: thousands of node Leases renewing every 10s would
@@ -54,6 +53,14 @@ type Config struct {
 	// OwnerReferences are set on a Lease this elector creates (never changed later),
 	// so that deleting the owner deletes the Lease.
 	OwnerReferences []metav1.OwnerReference
+	// EpochFloor, when set, returns the highest epoch the election is known to have
+	// handed out, beyond what this process saw: a LeaderGroup's recorded transitions.
+	// It is read when the Lease is missing, so that re-creating it never hands out an
+	// epoch again, and so that a Lease that had a holder is re-created only after
+	// that holder's term must have ended. An error postpones the creation. Without
+	// it, a Lease deleted before this process saw it starts again from what this
+	// process knows (see the README's guarantees).
+	EpochFloor func() (int32, error)
 }
 
 // Validate checks the rules client-go checks, plus the ones a Lease imposes. Every
@@ -72,37 +79,27 @@ func (c *Config) Validate() error {
 	if c.Identity == "" {
 		errs = append(errs, errors.New("identity: must not be empty"))
 	}
-	for _, k := range []string{AnnotationAcquiredHow, AnnotationReleasedBy, AnnotationReleasedAt, AnnotationHandoverTo} {
+	for _, k := range leaserecord.Reserved {
 		if _, ok := c.Annotations[k]; ok {
 			// The elector writes these to tell observers how terms changed hands.
 			errs = append(errs, fmt.Errorf("annotations: %s is the elector's own", k))
 		}
 	}
-	for _, f := range []struct {
-		name string
-		d    time.Duration
-	}{{"leaseDuration", c.LeaseDuration}, {"renewDeadline", c.RenewDeadline}, {"retryPeriod", c.RetryPeriod}} {
-		if f.d <= 0 {
-			errs = append(errs, fmt.Errorf("%s: must be greater than zero, got %s", f.name, f.d))
-		}
-	}
-	if c.LeaseDuration > 0 && (c.LeaseDuration < time.Second || c.LeaseDuration%time.Second != 0) {
-		// The Lease stores integer seconds: 1500ms would be read back as 1s by others.
-		errs = append(errs, fmt.Errorf("leaseDuration: must be a whole number of seconds and at least 1s, got %s", c.LeaseDuration))
-	}
-	if c.LeaseDuration > 0 && c.RenewDeadline > 0 && c.LeaseDuration <= c.RenewDeadline {
-		errs = append(errs, fmt.Errorf("leaseDuration: must be greater than renewDeadline (%s), got %s", c.RenewDeadline, c.LeaseDuration))
-	}
-	if c.RenewDeadline > 0 && c.RetryPeriod > 0 && c.RenewDeadline <= time.Duration(JitterFactor*float64(c.RetryPeriod)) {
-		errs = append(errs, fmt.Errorf("renewDeadline: must be greater than retryPeriod*%.1f (%s), got %s",
-			JitterFactor, time.Duration(JitterFactor*float64(c.RetryPeriod)), c.RenewDeadline))
+	if err := c.Timings().Validate(timing.ConfigNames); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// leaseDurationSeconds is what this elector writes into spec.leaseDurationSeconds.
-func (c *Config) leaseDurationSeconds() int32 {
-	return int32(c.LeaseDuration / time.Second)
+// Timings are the config's durations.
+func (c *Config) Timings() timing.Timings {
+	return timing.Timings{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
+}
+
+// writer is what this elector's writes set on the Lease.
+func (c *Config) writer() leaserecord.Writer {
+	return leaserecord.Writer{Identity: c.Identity, LeaseDuration: c.LeaseDuration,
+		Labels: c.Labels, Annotations: c.Annotations, OwnerReferences: c.OwnerReferences}
 }
 
 // sameElection tells whether two configs are the same candidate in the same

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -29,19 +31,24 @@ func TestConfigValidate(t *testing.T) {
 		{"no lease namespace", func(c *Config) { c.Lease.Namespace = "" }, []string{"lease.namespace"}},
 		{"node lease namespace", func(c *Config) { c.Lease.Namespace = NodeLeaseNamespace }, []string{"lease.namespace", "node heartbeats"}},
 		{"no identity", func(c *Config) { c.Identity = "" }, []string{"identity"}},
-		{"the elector's own annotation", func(c *Config) { c.Annotations = map[string]string{AnnotationAcquiredHow: "x"} },
-			[]string{"annotations: " + AnnotationAcquiredHow}},
+		{"the elector's own annotation", func(c *Config) { c.Annotations = map[string]string{leaserecord.AnnotationAcquiredHow: "x"} },
+			[]string{"annotations: " + leaserecord.AnnotationAcquiredHow}},
 		{"other annotations", func(c *Config) { c.Annotations = map[string]string{"example.com/x": "y"} }, nil},
-		{"zero retry period", func(c *Config) { c.RetryPeriod = 0 }, []string{"retryPeriod: must be greater than zero"}},
-		{"negative renew deadline", func(c *Config) { c.RenewDeadline = -time.Second }, []string{"renewDeadline: must be greater than zero"}},
-		{"zero lease duration", func(c *Config) { c.LeaseDuration = 0 }, []string{"leaseDuration: must be greater than zero"}},
-		{"fractional lease duration", func(c *Config) { c.LeaseDuration = 15500 * time.Millisecond }, []string{"leaseDuration: must be a whole number of seconds"}},
+		{"zero retry period", func(c *Config) { c.RetryPeriod = 0 }, []string{"retryPeriod 0s: must be greater than 0"}},
+		{"negative renew deadline", func(c *Config) { c.RenewDeadline = -time.Second }, []string{"renewDeadline -1s: must be greater than 0"}},
+		{"zero lease duration", func(c *Config) { c.LeaseDuration = 0 }, []string{"leaseDuration 0s: must be at least 1s"}},
+		{"fractional lease duration", func(c *Config) { c.LeaseDuration = 15500 * time.Millisecond }, []string{"leaseDuration 15.5s: must be whole seconds"}},
 		{"sub-second lease duration", func(c *Config) {
 			c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = 500*time.Millisecond, 300*time.Millisecond, 100*time.Millisecond
-		}, []string{"leaseDuration: must be a whole number of seconds and at least 1s"}},
-		{"lease duration equal to renew deadline", func(c *Config) { c.RenewDeadline = 15 * time.Second }, []string{"leaseDuration: must be greater than renewDeadline"}},
-		{"renew deadline within jitter of retry period", func(c *Config) { c.RetryPeriod = 9 * time.Second }, []string{"renewDeadline: must be greater than retryPeriod*1.2"}},
-		{"renew deadline exactly 1.2 retry periods", func(c *Config) { c.RenewDeadline = 12 * time.Second; c.RetryPeriod = 10 * time.Second }, []string{"renewDeadline: must be greater than retryPeriod*1.2"}},
+		}, []string{"leaseDuration 500ms: must be at least 1s"}},
+		{"lease duration equal to renew deadline", func(c *Config) { c.RenewDeadline = 15 * time.Second }, []string{"leaseDuration 15s: must be greater than renewDeadline + retryPeriod"}},
+		{"renew deadline within jitter of retry period", func(c *Config) { c.RetryPeriod = 9 * time.Second }, []string{"renewDeadline 10s: must be greater than 1.2 × retryPeriod"}},
+		{"lease duration not above renew deadline + retry period", func(c *Config) { c.LeaseDuration = 12 * time.Second }, []string{"leaseDuration 12s: must be greater than renewDeadline + retryPeriod (12s)"}},
+		{"renew deadline exactly 1.2 retry periods", func(c *Config) {
+			c.LeaseDuration = 30 * time.Second
+			c.RenewDeadline = 12 * time.Second
+			c.RetryPeriod = 10 * time.Second
+		}, []string{"renewDeadline 12s: must be greater than 1.2 × retryPeriod"}},
 		{"several errors at once", func(c *Config) { c.Identity = ""; c.Lease.Name = "" }, []string{"identity", "lease.name"}},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/election-manager/election-manager/internal/leaserecord"
 	"github.com/election-manager/election-manager/internal/testutil"
 )
 
@@ -76,9 +77,9 @@ func TestElectsOneAndHandsOverOnRelease(t *testing.T) {
 		t.Errorf("%d electors report leading, want 1", leaders)
 	}
 	first := acquisition(t, hist, 1)
-	if HolderOf(first) != leader || EpochOf(first) != 1 || first.Annotations[AnnotationAcquiredHow] != string(AcquiredElected) {
+	if leaserecord.Holder(first) != leader || leaserecord.Epoch(first) != 1 || first.Annotations[leaserecord.AnnotationAcquiredHow] != string(leaserecord.Elected) {
 		t.Errorf("first acquisition: holder %q epoch %d how %q, want %s 1 Elected",
-			HolderOf(first), EpochOf(first), first.Annotations[AnnotationAcquiredHow], leader)
+			leaserecord.Holder(first), leaserecord.Epoch(first), first.Annotations[leaserecord.AnnotationAcquiredHow], leader)
 	}
 
 	for round := range 2 {
@@ -97,23 +98,23 @@ func TestElectsOneAndHandsOverOnRelease(t *testing.T) {
 		// leader's view of leading ended.
 		var release *coordinationv1.Lease
 		for _, v := range hist.all() {
-			if HolderOf(v) == "" && v.Annotations[AnnotationReleasedBy] == old && EpochOf(v) == oldEpoch {
+			if leaserecord.Holder(v) == "" && v.Annotations[leaserecord.AnnotationReleasedBy] == old && leaserecord.Epoch(v) == oldEpoch {
 				release = v
 			}
 		}
 		if release == nil {
 			t.Fatalf("no released version by %s in epoch %d", old, oldEpoch)
 		}
-		at, err := time.Parse(time.RFC3339Nano, release.Annotations[AnnotationReleasedAt])
+		at, err := time.Parse(time.RFC3339Nano, release.Annotations[leaserecord.AnnotationReleasedAt])
 		if err != nil {
-			t.Errorf("released-at %q: %v", release.Annotations[AnnotationReleasedAt], err)
+			t.Errorf("released-at %q: %v", release.Annotations[leaserecord.AnnotationReleasedAt], err)
 		} else if at.Before(oldTerm.end) {
 			t.Errorf("release sent at %s, before leadership ended at %s", at.Format(time.StampMicro), oldTerm.end.Format(time.StampMicro))
 		}
-		if HolderOf(acq) != leader || EpochOf(acq) != oldEpoch+1 || acq.Annotations[AnnotationAcquiredHow] != string(AcquiredAfterRelease) ||
-			acq.Annotations[AnnotationReleasedBy] != old || newTerm.epoch != oldEpoch+1 {
+		if leaserecord.Holder(acq) != leader || leaserecord.Epoch(acq) != oldEpoch+1 || acq.Annotations[leaserecord.AnnotationAcquiredHow] != string(leaserecord.AfterRelease) ||
+			acq.Annotations[leaserecord.AnnotationReleasedBy] != old || newTerm.epoch != oldEpoch+1 {
 			t.Errorf("acquisition after release: holder %q epoch %d (callback %d) annotations %v, want %s %d AfterRelease released-by %s",
-				HolderOf(acq), EpochOf(acq), newTerm.epoch, acq.Annotations, leader, oldEpoch+1, old)
+				leaserecord.Holder(acq), leaserecord.Epoch(acq), newTerm.epoch, acq.Annotations, leader, oldEpoch+1, old)
 		}
 	}
 }
@@ -151,9 +152,9 @@ func TestCutLeaderEndsOnTimeAndRecampaigns(t *testing.T) {
 				t.Errorf("follower took over %s after the lease expired, want at expiry", late)
 			}
 			acq := acquisition(t, hist, 2)
-			if HolderOf(acq) != followerID || EpochOf(acq) != oldTerm.epoch+1 || acq.Annotations[AnnotationAcquiredHow] != string(AcquiredAfterExpiry) {
+			if leaserecord.Holder(acq) != followerID || leaserecord.Epoch(acq) != oldTerm.epoch+1 || acq.Annotations[leaserecord.AnnotationAcquiredHow] != string(leaserecord.AfterExpiry) {
 				t.Errorf("takeover: holder %q epoch %d how %q, want %s %d AfterExpiry",
-					HolderOf(acq), EpochOf(acq), acq.Annotations[AnnotationAcquiredHow], followerID, oldTerm.epoch+1)
+					leaserecord.Holder(acq), leaserecord.Epoch(acq), acq.Annotations[leaserecord.AnnotationAcquiredHow], followerID, oldTerm.epoch+1)
 			}
 
 			// Reconnect: the old leader sees the new one and leaves its lease alone.
@@ -166,8 +167,8 @@ func TestCutLeaderEndsOnTimeAndRecampaigns(t *testing.T) {
 			n := len(hist.all())
 			eventually(t, 10*time.Second, "four more renewals by the new leader", func() bool { return len(hist.all()) >= n+4 })
 			for _, v := range hist.all() {
-				if EpochOf(v) > EpochOf(acq) || (EpochOf(v) == EpochOf(acq) && HolderOf(v) != followerID) {
-					t.Errorf("the new leader's lease was disturbed: holder %q epoch %d annotations %v", HolderOf(v), EpochOf(v), v.Annotations)
+				if leaserecord.Epoch(v) > leaserecord.Epoch(acq) || (leaserecord.Epoch(v) == leaserecord.Epoch(acq) && leaserecord.Holder(v) != followerID) {
+					t.Errorf("the new leader's lease was disturbed: holder %q epoch %d annotations %v", leaserecord.Holder(v), leaserecord.Epoch(v), v.Annotations)
 				}
 			}
 
@@ -175,9 +176,9 @@ func TestCutLeaderEndsOnTimeAndRecampaigns(t *testing.T) {
 			other.reg.Stop(key.String())
 			waitLeader(t, rec, key, 5*time.Second, followerID)
 			back := acquisition(t, hist, 3)
-			if HolderOf(back) != leaderID || EpochOf(back) != newTerm.epoch+1 || back.Annotations[AnnotationAcquiredHow] != string(AcquiredAfterRelease) {
+			if leaserecord.Holder(back) != leaderID || leaserecord.Epoch(back) != newTerm.epoch+1 || back.Annotations[leaserecord.AnnotationAcquiredHow] != string(leaserecord.AfterRelease) {
 				t.Errorf("re-campaign: holder %q epoch %d how %q, want %s %d AfterRelease",
-					HolderOf(back), EpochOf(back), back.Annotations[AnnotationAcquiredHow], leaderID, newTerm.epoch+1)
+					leaserecord.Holder(back), leaserecord.Epoch(back), back.Annotations[leaserecord.AnnotationAcquiredHow], leaderID, newTerm.epoch+1)
 			}
 		})
 	}
@@ -202,9 +203,9 @@ func TestSameIdentityReacquiresWithNewEpoch(t *testing.T) {
 		t.Errorf("re-acquired its own lease %s before it expired", early)
 	}
 	acq := acquisition(t, hist, 2)
-	if HolderOf(acq) != "a" || EpochOf(acq) != terms[1].epoch || acq.Annotations[AnnotationAcquiredHow] != string(AcquiredAfterExpiry) {
+	if leaserecord.Holder(acq) != "a" || leaserecord.Epoch(acq) != terms[1].epoch || acq.Annotations[leaserecord.AnnotationAcquiredHow] != string(leaserecord.AfterExpiry) {
 		t.Errorf("re-acquisition: holder %q epoch %d how %q, want a %d AfterExpiry",
-			HolderOf(acq), EpochOf(acq), acq.Annotations[AnnotationAcquiredHow], terms[1].epoch)
+			leaserecord.Holder(acq), leaserecord.Epoch(acq), acq.Annotations[leaserecord.AnnotationAcquiredHow], terms[1].epoch)
 	}
 }
 
@@ -237,9 +238,9 @@ func TestRestartWithNewTimingsKeepsLeadership(t *testing.T) {
 		return info.LeadingUntil.Sub(info.LastRenewal) == slower.RenewDeadline
 	})
 	terms := rec.terms(key.String())
-	if len(terms) != 1 || !terms[0].end.IsZero() || !e.IsLeader() || e.Leader().Epoch != epoch || EpochOf(hist.last()) != epoch {
+	if len(terms) != 1 || !terms[0].end.IsZero() || !e.IsLeader() || e.Leader().Epoch != epoch || leaserecord.Epoch(hist.last()) != epoch {
 		t.Errorf("leadership or epoch changed on restart: terms %+v, leader %v, epoch %d (lease %d), want %d",
-			terms, e.IsLeader(), e.Leader().Epoch, EpochOf(hist.last()), epoch)
+			terms, e.IsLeader(), e.Leader().Epoch, leaserecord.Epoch(hist.last()), epoch)
 	}
 }
 
@@ -293,7 +294,7 @@ func TestMetadataChangeKeepsLeadership(t *testing.T) {
 	puts := p.requests.snapshot()["PUT"]
 	eventually(t, 5*time.Second, "a renewal that keeps the label", func() bool {
 		l := hist.last()
-		return l.Labels["touched"] == "yes" && p.requests.snapshot()["PUT"] > puts+1 && HolderOf(l) == "a"
+		return l.Labels["touched"] == "yes" && p.requests.snapshot()["PUT"] > puts+1 && leaserecord.Holder(l) == "a"
 	})
 	if terms := rec.terms(key.String()); len(terms) != 1 || !terms[0].end.IsZero() {
 		t.Errorf("a metadata change ended leadership: %+v", terms)
@@ -319,8 +320,8 @@ func TestLeaseDeletedUnderLeader(t *testing.T) {
 		return last.epoch > epoch && last.end.IsZero()
 	})
 	acq := acquisition(t, hist, 2)
-	if EpochOf(acq) != epoch+1 || acq.Annotations[AnnotationAcquiredHow] != string(AcquiredElected) || hist.deleted.Load() != 1 {
-		t.Errorf("after deletion: epoch %d how %q deletions %d, want %d Elected 1", EpochOf(acq), acq.Annotations[AnnotationAcquiredHow], hist.deleted.Load(), epoch+1)
+	if leaserecord.Epoch(acq) != epoch+1 || acq.Annotations[leaserecord.AnnotationAcquiredHow] != string(leaserecord.Elected) || hist.deleted.Load() != 1 {
+		t.Errorf("after deletion: epoch %d how %q deletions %d, want %d Elected 1", leaserecord.Epoch(acq), acq.Annotations[leaserecord.AnnotationAcquiredHow], hist.deleted.Load(), epoch+1)
 	}
 }
 
@@ -376,8 +377,8 @@ func TestNoReleaseAfterLostLeadership(t *testing.T) {
 	n := len(hist.all())
 	eventually(t, 5*time.Second, "two more renewals by the new leader", func() bool { return len(hist.all()) >= n+2 })
 	for _, v := range hist.all() {
-		if v.Annotations[AnnotationReleasedBy] == leaderID || (EpochOf(v) == newEpoch && HolderOf(v) != followerID) {
-			t.Errorf("the stopped ex-leader touched the new leader's lease: holder %q epoch %d annotations %v", HolderOf(v), EpochOf(v), v.Annotations)
+		if v.Annotations[leaserecord.AnnotationReleasedBy] == leaderID || (leaserecord.Epoch(v) == newEpoch && leaserecord.Holder(v) != followerID) {
+			t.Errorf("the stopped ex-leader touched the new leader's lease: holder %q epoch %d annotations %v", leaserecord.Holder(v), leaserecord.Epoch(v), v.Annotations)
 		}
 	}
 	if rec.leader(key.String()) != followerID {

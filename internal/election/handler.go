@@ -4,28 +4,44 @@ import (
 	"fmt"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 )
 
-// AddEventHandler makes fn see every add, update and delete of a Lease the informer
-// watches, on the informer's goroutine (so fn must be quick), for observers that
-// share this informer rather than watch Leases a second time. The returned synced
+// AddEventHandler makes fn see every add (old nil), update and delete (cur nil) of
+// a Lease the informer watches, on the informer's goroutine (so fn must be quick),
+// for observers that share this informer rather than watch Leases a second time.
+// The process's Tracker has seen each change before fn does. The returned synced
 // tells when fn has been handed every Lease that existed when it was added.
-func (li *LeaseInformer) AddEventHandler(fn func(l *coordinationv1.Lease, deleted bool)) (synced func() bool, err error) {
-	call := func(obj any, deleted bool) {
+func (li *LeaseInformer) AddEventHandler(fn func(old, cur *coordinationv1.Lease)) (synced func() bool, err error) {
+	lease := func(obj any) *coordinationv1.Lease {
 		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj
 		}
-		if l, ok := obj.(*coordinationv1.Lease); ok {
-			fn(l, deleted)
-		}
+		l, _ := obj.(*coordinationv1.Lease)
+		return l
 	}
 	var regs []cache.ResourceEventHandlerRegistration
 	for _, inf := range li.informers {
 		reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { call(obj, false) },
-			UpdateFunc: func(_, obj any) { call(obj, false) },
-			DeleteFunc: func(obj any) { call(obj, true) },
+			AddFunc: func(obj any) {
+				if l := lease(obj); l != nil {
+					li.tracker.Since(key(l), l)
+					fn(nil, l)
+				}
+			},
+			UpdateFunc: func(oldObj, obj any) {
+				if l := lease(obj); l != nil {
+					li.tracker.Since(key(l), l)
+					fn(lease(oldObj), l)
+				}
+			},
+			DeleteFunc: func(obj any) {
+				if l := lease(obj); l != nil {
+					li.tracker.Delete(key(l), l)
+					fn(l, nil)
+				}
+			},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("adding a Lease event handler: %w", err)
@@ -40,4 +56,8 @@ func (li *LeaseInformer) AddEventHandler(fn func(l *coordinationv1.Lease, delete
 		}
 		return true
 	}, nil
+}
+
+func key(l *coordinationv1.Lease) types.NamespacedName {
+	return types.NamespacedName{Namespace: l.Namespace, Name: l.Name}
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 // A leader told to hand over releases the Lease for the named candidate, which takes
@@ -16,7 +18,7 @@ func TestHandOverToANamedCandidate(t *testing.T) {
 	procs := startCandidates(t, key, rec, fast, "a", "b", "c")
 	leader := waitLeader(t, rec, key, 10*time.Second, "")
 	to := map[string]string{"a": "c", "b": "c", "c": "a"}[leader]
-	epoch := EpochOf(hist.last())
+	epoch := leaserecord.Epoch(hist.last())
 
 	cfg := fast
 	cfg.Lease, cfg.Identity, cfg.ReleaseOnCancel, cfg.HandOverTo = key, leader, true, to
@@ -31,9 +33,9 @@ func TestHandOverToANamedCandidate(t *testing.T) {
 		t.Errorf("the handover took %s, want well within a second", took)
 	}
 	got := acquisition(t, hist, 2)
-	if EpochOf(got) != epoch+1 || got.Annotations[AnnotationAcquiredHow] != string(AcquiredHandover) ||
-		got.Annotations[AnnotationReleasedBy] != leader || got.Annotations[AnnotationHandoverTo] != "" {
-		t.Errorf("the acquisition after the handover: epoch %d (want %d), annotations %v", EpochOf(got), epoch+1, got.Annotations)
+	if leaserecord.Epoch(got) != epoch+1 || got.Annotations[leaserecord.AnnotationAcquiredHow] != string(leaserecord.Handover) ||
+		got.Annotations[leaserecord.AnnotationReleasedBy] != leader || got.Annotations[leaserecord.AnnotationHandoverTo] != "" {
+		t.Errorf("the acquisition after the handover: epoch %d (want %d), annotations %v", leaserecord.Epoch(got), epoch+1, got.Annotations)
 	}
 	rec.check(t)
 	hist.check(t)

@@ -105,7 +105,7 @@ func startProcess(t *testing.T, id string, rec *recorder, namespaces ...string) 
 	p := &process{id: id, proxy: proxy, requests: &requestCounter{unhang: make(chan struct{})}, rec: rec}
 	cfg.Wrap(p.requests.wrap)
 	p.client = kubernetes.NewForConfigOrDie(cfg)
-	if p.leases, err = NewLeaseInformer(p.client, namespaces...); err != nil {
+	if p.leases, err = NewLeaseInformer(p.client, nil, namespaces...); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +13,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
+
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 // LeaseInformer is the followers' only source of Leases: one shared informer per
@@ -33,22 +34,24 @@ type LeaseInformer struct {
 	// channel with room for one, so a slow elector never blocks the informer and
 	// bursts coalesce into one wake.
 	subs map[types.NamespacedName]map[chan struct{}]struct{}
-	// gone remembers deleted Leases until a new version appears or the deleted record
-	// expires: electors must not re-create a Lease its holder may still lead under.
-	gone  map[types.NamespacedName]tombstone
-	clock clock.PassiveClock
+	// tracker is when each record was first seen, and the deleted ones: electors
+	// must not re-create a Lease its holder may still lead under.
+	tracker *leaserecord.Tracker
 }
 
 // NewLeaseInformer builds the informers for namespaces; none means all namespaces
 // except kube-node-lease (by field selector). Listing kube-node-lease is refused.
-// The informers resync never: electors keep their own timers.
-func NewLeaseInformer(client kubernetes.Interface, namespaces ...string) (*LeaseInformer, error) {
+// The informers resync never: electors keep their own timers. clk is the process's
+// observer clock, which every expiry is measured on (nil: the real clock).
+func NewLeaseInformer(client kubernetes.Interface, clk clock.PassiveClock, namespaces ...string) (*LeaseInformer, error) {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
 	li := &LeaseInformer{
 		byNamespace: map[string]cache.SharedIndexInformer{},
 		subs:        map[types.NamespacedName]map[chan struct{}]struct{}{},
 		synced:      make(chan struct{}),
-		gone:        map[types.NamespacedName]tombstone{},
-		clock:       clock.RealClock{},
+		tracker:     leaserecord.NewTracker(clk),
 	}
 	var opts [][]informers.SharedInformerOption
 	if len(namespaces) == 0 {
@@ -165,26 +168,9 @@ func (li *LeaseInformer) Get(key types.NamespacedName) *coordinationv1.Lease {
 	return l
 }
 
-// view returns the cached Lease, and when it is absent because it was deleted, its
-// tombstone (dropped once the deleted record has expired).
-func (li *LeaseInformer) view(key types.NamespacedName, now time.Time) (*coordinationv1.Lease, *tombstone) {
-	if cur := li.Get(key); cur != nil {
-		return cur, nil
-	}
-	li.mu.Lock()
-	defer li.mu.Unlock()
-	t, ok := li.gone[key]
-	if !ok {
-		return nil, nil
-	}
-	// Any elector's own duration is at most what the record says or the record had
-	// none; an hour bounds memory for records without a duration.
-	if !now.Before(expiry(t.lease, t.at, time.Hour)) {
-		delete(li.gone, key)
-		return nil, nil
-	}
-	return nil, &t
-}
+// Tracker is the process's record of when each Lease was seen changing, fed by
+// this informer before any handler runs.
+func (li *LeaseInformer) Tracker() *leaserecord.Tracker { return li.tracker }
 
 // subscribe registers wake to be signalled on every change of the Lease key.
 func (li *LeaseInformer) subscribe(key types.NamespacedName, wake chan struct{}) {
@@ -219,13 +205,13 @@ func (li *LeaseInformer) notify(obj any, deleted bool) {
 		return
 	}
 	key := types.NamespacedName{Namespace: l.Namespace, Name: l.Name}
+	if deleted {
+		li.tracker.Delete(key, l)
+	} else {
+		li.tracker.Since(key, l)
+	}
 	li.mu.Lock()
 	defer li.mu.Unlock()
-	if deleted {
-		li.gone[key] = tombstone{lease: l, at: li.clock.Now()}
-	} else {
-		delete(li.gone, key)
-	}
 	for wake := range li.subs[key] {
 		select {
 		case wake <- struct{}{}:

@@ -22,7 +22,7 @@ func TestLeaseInformerSkipsNodeLeases(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	li, err := NewLeaseInformer(admin)
+	li, err := NewLeaseInformer(admin, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,13 +49,13 @@ func TestLeaseInformerSkipsNodeLeases(t *testing.T) {
 }
 
 func TestLeaseInformerScope(t *testing.T) {
-	if _, err := NewLeaseInformer(admin, "a", NodeLeaseNamespace); err == nil {
+	if _, err := NewLeaseInformer(admin, nil, "a", NodeLeaseNamespace); err == nil {
 		t.Errorf("NewLeaseInformer accepted %s", NodeLeaseNamespace)
 	}
-	if _, err := NewLeaseInformer(admin, "a", "a"); err == nil {
+	if _, err := NewLeaseInformer(admin, nil, "a", "a"); err == nil {
 		t.Errorf("NewLeaseInformer accepted a namespace twice")
 	}
-	li, err := NewLeaseInformer(admin, "a", "b")
+	li, err := NewLeaseInformer(admin, nil, "a", "b")
 	if err != nil {
 		t.Fatal(err)
 	}

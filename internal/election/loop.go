@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
+
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 type writeKind int
@@ -25,7 +27,7 @@ const (
 // even if the HTTP call never returns.
 type pendingWrite struct {
 	kind writeKind
-	how  AcquiredHow
+	how  leaserecord.How
 	// sent is read from the clock just before sending: a success makes the elector
 	// lead until sent + renewDeadline (until), whatever the response's latency was.
 	sent, until time.Time
@@ -50,12 +52,11 @@ type loop struct {
 	own   *coordinationv1.Lease
 	epoch int32 // the epoch of our current term
 
-	// observed is the last record seen (informer or own write); observedAt is when, on
-	// our clock, it was first seen. A follower may take over at observedAt + duration.
-	observed   *coordinationv1.Lease
-	observedAt time.Time
-	seen       bool
-	maxEpoch   int32 // highest epoch seen, so a re-created Lease keeps growing
+	// maxEpoch is the highest epoch seen, so a re-created Lease keeps growing.
+	maxEpoch int32
+	// missingSince is when this elector found the Lease missing (zero while it
+	// exists): a Lease that had a holder is re-created only a leaseDuration later.
+	missingSince time.Time
 
 	inflight      *pendingWrite
 	nextRenew     time.Time
@@ -112,18 +113,18 @@ func (l *loop) step(ctx context.Context, now time.Time) time.Time {
 		return next
 	}
 
-	cur, gone := e.leases.view(e.key, now)
-	l.observe(cur, now)
-	if gone != nil {
-		l.maxEpoch = max(l.maxEpoch, EpochOf(gone.lease))
+	v, ok := l.view(now, cfg)
+	if !ok {
+		return now.Add(cfg.RetryPeriod) // the epoch floor is unknown: not safe to create
 	}
 	if l.inflight != nil {
 		return time.Time{}
 	}
-	d := decideFollower(now, e.id, cur, gone, l.observedAt, cfg.LeaseDuration)
+	d := decideFollower(now, e.id, v, cfg.LeaseDuration)
 	if !d.create && !d.acquire {
 		return d.retryAt
 	}
+	cur := v.cur
 	if l.lostRace && resourceVersion(cur) != l.lostRaceRV {
 		l.lostRace, l.notBefore = false, time.Time{}
 	}
@@ -133,12 +134,43 @@ func (l *loop) step(ctx context.Context, now time.Time) time.Time {
 	until := now.Add(cfg.RenewDeadline)
 	if d.create {
 		// Epoch 1 for the first holder ever (0 means "never held"); after a deletion,
-		// one more than the highest epoch seen, so the epoch does not go back.
-		l.startWrite(ctx, writeCreate, newLease(cfg, now, max(1, l.maxEpoch+1)), AcquiredElected, now, until, until)
+		// one more than the highest epoch known, so the epoch does not go back.
+		l.startWrite(ctx, writeCreate, leaserecord.Create(e.key, cfg.writer(), now, l.maxEpoch+1), leaserecord.Elected, now, until, until)
 	} else {
-		l.startWrite(ctx, writeAcquire, acquiredLease(cur, cfg, now, d.how), d.how, now, until, until)
+		l.startWrite(ctx, writeAcquire, leaserecord.Acquire(cur, cfg.writer(), now, d.how), d.how, now, until, until)
 	}
 	return time.Time{}
+}
+
+// view is what a follower decides on: the informer's Lease and when it was first
+// seen, or, when it is missing, what is known of its past. ok is false when the
+// epoch floor cannot be read: creating the Lease must wait.
+func (l *loop) view(now time.Time, cfg *Config) (v followerView, ok bool) {
+	e, tracker := l.e, l.e.leases.Tracker()
+	if v.cur = e.leases.Get(e.key); v.cur != nil {
+		v.since = tracker.Since(e.key, v.cur)
+		l.observe(v.cur, now)
+		l.missingSince = time.Time{}
+		return v, true
+	}
+	l.observe(nil, now)
+	if l.missingSince.IsZero() {
+		l.missingSince = now
+	}
+	if g, gone := tracker.Gone(e.key); gone {
+		v.gone = &g
+		l.maxEpoch = max(l.maxEpoch, leaserecord.Epoch(g.Lease))
+	}
+	if cfg.EpochFloor != nil {
+		floor, err := cfg.EpochFloor()
+		if err != nil {
+			l.logger.V(2).Info("Not creating the lease: cannot read the epoch floor", "err", err)
+			return v, false
+		}
+		l.maxEpoch = max(l.maxEpoch, floor)
+	}
+	v.heldBefore, v.missingSince = l.maxEpoch > 0, l.missingSince
+	return v, true
 }
 
 // leaderStep renews when it is time; it reports leading=false when the elector
@@ -150,6 +182,8 @@ func (l *loop) leaderStep(ctx context.Context, now time.Time, cfg *Config) (next
 		return time.Time{}, false
 	case l.inflight != nil:
 		return until, true
+	case l.replaced():
+		return time.Time{}, false
 	case l.renewConflict && !l.resolveConflict():
 		leading, _ = l.e.leadingState()
 		return until, leading
@@ -161,11 +195,31 @@ func (l *loop) leaderStep(ctx context.Context, now time.Time, cfg *Config) (next
 	}
 	// The write may not outlive our leadership; its success extends it to
 	// now + renewDeadline.
-	l.startWrite(ctx, writeRenew, renewedLease(l.own, cfg, now), "", now, until, now.Add(cfg.RenewDeadline))
+	l.startWrite(ctx, writeRenew, leaserecord.Renew(l.own, cfg.writer(), now), "", now, until, now.Add(cfg.RenewDeadline))
 	return until, true
 }
 
-func (l *loop) startWrite(ctx context.Context, kind writeKind, lease *coordinationv1.Lease, how AcquiredHow, sent, deadline, until time.Time) {
+// replaced ends leadership when the informer shows our Lease deleted or replaced by
+// another object (deleted and created again): whatever that record says, it is no
+// longer our term, and its epochs may not continue ours.
+func (l *loop) replaced() bool {
+	e := l.e
+	if l.own == nil {
+		return false
+	}
+	cur := e.leases.Get(e.key)
+	if cur != nil && cur.UID != l.own.UID {
+		l.lose("Lease replaced by another object", "holder", leaserecord.Holder(cur), "holderEpoch", leaserecord.Epoch(cur))
+		return true
+	}
+	if g, gone := e.leases.Tracker().Gone(e.key); cur == nil && gone && g.Lease.UID == l.own.UID {
+		l.lose("Lease deleted")
+		return true
+	}
+	return false
+}
+
+func (l *loop) startWrite(ctx context.Context, kind writeKind, lease *coordinationv1.Lease, how leaserecord.How, sent, deadline, until time.Time) {
 	wctx, cancel := context.WithTimeout(ctx, deadline.Sub(sent))
 	w := &pendingWrite{kind: kind, how: how, sent: sent, until: until, basedOn: lease.ResourceVersion, cancel: cancel, result: make(chan writeResult, 1)}
 	leases, writes := l.e.client.Leases(l.e.key.Namespace), l.e.writes
@@ -212,7 +266,7 @@ func (l *loop) finish(r writeResult) {
 			}
 		case r.err == nil:
 			l.own = r.lease
-			l.observeOwn(r.lease, now)
+			l.observeOwn(r.lease)
 			e.setLeading(l.epoch, w.sent, w.until, now)
 			// Paced by send times, so a slow response does not stretch the period.
 			l.nextRenew = w.sent.Add(cfg.RetryPeriod)
@@ -249,8 +303,8 @@ func (l *loop) finish(r writeResult) {
 		l.observe(r.lease, now)
 		return
 	}
-	l.own, l.epoch = r.lease, EpochOf(r.lease)
-	l.observeOwn(r.lease, now)
+	l.own, l.epoch = r.lease, leaserecord.Epoch(r.lease)
+	l.observeOwn(r.lease)
 	// The first renewal of a term comes after a random half to whole period: electors
 	// started together (a process starting) would otherwise renew in lockstep forever
 	// and hit the API server in bursts. Renewing early is always safe.
@@ -274,14 +328,17 @@ func (l *loop) resolveConflict() bool {
 	switch {
 	case cur == nil || cur.ResourceVersion == l.own.ResourceVersion:
 		return false // the informer has not seen the version that conflicted yet
-	case namesUs(cur, e.id, l.epoch):
+	case cur.UID != l.own.UID:
+		l.lose("Lease replaced by another object", "holder", leaserecord.Holder(cur), "holderEpoch", leaserecord.Epoch(cur))
+		return false
+	case leaserecord.Names(cur, e.id, l.epoch):
 		// Someone changed only metadata, or our own timed-out write landed.
 		l.own, l.renewConflict = cur.DeepCopy(), false
 		return true
-	case EpochOf(cur) < l.epoch:
-		return false // older than our own term: the informer lags
+	case leaserecord.Epoch(cur) < l.epoch:
+		return false // the same object at an older version than our term's: the informer lags
 	default:
-		l.lose("Lease taken over", "holder", HolderOf(cur), "holderEpoch", EpochOf(cur))
+		l.lose("Lease taken over", "holder", leaserecord.Holder(cur), "holderEpoch", leaserecord.Epoch(cur))
 		return false
 	}
 }
@@ -303,19 +360,20 @@ func (l *loop) lose(reason string, kv ...any) {
 
 // observe records the informer's (or a write's) view as a follower sees it.
 func (l *loop) observe(cur *coordinationv1.Lease, now time.Time) {
-	l.observeOwn(cur, now)
-	holder := HolderOf(cur)
-	if l.e.observeHolder(holder, EpochOf(cur), now) && l.e.cb.OnNewLeader != nil {
+	if cur != nil {
+		l.observeOwn(cur)
+	}
+	holder := leaserecord.Holder(cur)
+	if l.e.observeHolder(holder, leaserecord.Epoch(cur), now) && l.e.cb.OnNewLeader != nil {
 		l.e.cb.OnNewLeader(holder)
 	}
 }
 
-// observeOwn restarts the expiry clock when the record changed.
-func (l *loop) observeOwn(cur *coordinationv1.Lease, now time.Time) {
-	if !l.seen || !sameRecord(cur, l.observed) {
-		l.observed, l.observedAt, l.seen = cur, now, true
-	}
-	l.maxEpoch = max(l.maxEpoch, EpochOf(cur))
+// observeOwn records a version our own write returned: its expiry clock starts
+// when we got it (the informer may deliver it later), and its epoch counts.
+func (l *loop) observeOwn(cur *coordinationv1.Lease) {
+	l.e.leases.Tracker().Since(l.e.key, cur)
+	l.maxEpoch = max(l.maxEpoch, leaserecord.Epoch(cur))
 }
 
 func (l *loop) resetBackoff() {

@@ -2,10 +2,13 @@ package election
 
 import (
 	"context"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 // releaseAttempts bounds the conflict retries of a release: each one means someone
@@ -63,7 +66,7 @@ func (l *loop) release(ctx context.Context, own *coordinationv1.Lease, to string
 	leases := e.client.Leases(e.key.Namespace)
 	cur := own
 	for range releaseAttempts {
-		_, err := leases.Update(ctx, releasedLease(cur, e.id, to, e.clock.Now()), metav1.UpdateOptions{})
+		_, err := leases.Update(ctx, released(cur, e.id, to, e.clock.Now(), cfg), metav1.UpdateOptions{})
 		if err == nil {
 			l.logger.Info("Released lease", "epoch", l.epoch)
 			return
@@ -76,10 +79,18 @@ func (l *loop) release(ctx context.Context, own *coordinationv1.Lease, to string
 			l.logger.Error(err, "Failed to read lease for release", "epoch", l.epoch)
 			return
 		}
-		if !namesUs(cur, e.id, l.epoch) {
-			l.logger.V(2).Info("Not releasing: the lease names another term", "holder", HolderOf(cur), "holderEpoch", EpochOf(cur))
+		if !leaserecord.Names(cur, e.id, l.epoch) || cur.UID != own.UID {
+			l.logger.V(2).Info("Not releasing: the lease names another term", "holder", leaserecord.Holder(cur), "holderEpoch", leaserecord.Epoch(cur))
 			return
 		}
 	}
 	l.logger.Info("Gave up releasing lease after repeated conflicts", "epoch", l.epoch)
+}
+
+// released is own released by identity at now, for to when set.
+func released(own *coordinationv1.Lease, identity, to string, now time.Time, cfg *Config) *coordinationv1.Lease {
+	if to == "" {
+		return leaserecord.Release(own, identity, now)
+	}
+	return leaserecord.HandOver(own, identity, to, now, cfg.Timings().HandoverReservation())
 }

@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
+
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 // recorder is the safety checker: it records every leading interval per lease from
@@ -220,10 +222,10 @@ func (h *history) last() *coordinationv1.Lease {
 
 // isAcquisition tells whether cur starts a new term after prev.
 func isAcquisition(prev, cur *coordinationv1.Lease) bool {
-	if HolderOf(cur) == "" {
+	if leaserecord.Holder(cur) == "" {
 		return false
 	}
-	return prev == nil || HolderOf(prev) != HolderOf(cur) || !prev.Spec.AcquireTime.Equal(cur.Spec.AcquireTime)
+	return prev == nil || leaserecord.Holder(prev) != leaserecord.Holder(cur) || !prev.Spec.AcquireTime.Equal(cur.Spec.AcquireTime)
 }
 
 func (h *history) check(t *testing.T) {
@@ -232,10 +234,10 @@ func (h *history) check(t *testing.T) {
 	for _, cur := range h.all() {
 		switch {
 		case prev == nil:
-		case isAcquisition(prev, cur) && EpochOf(cur) <= EpochOf(prev):
-			t.Errorf("lease %s: %s acquired with epoch %d after epoch %d", cur.Name, HolderOf(cur), EpochOf(cur), EpochOf(prev))
-		case !isAcquisition(prev, cur) && EpochOf(cur) != EpochOf(prev):
-			t.Errorf("lease %s: epoch changed from %d to %d without an acquisition (holder %q)", cur.Name, EpochOf(prev), EpochOf(cur), HolderOf(cur))
+		case isAcquisition(prev, cur) && leaserecord.Epoch(cur) <= leaserecord.Epoch(prev):
+			t.Errorf("lease %s: %s acquired with epoch %d after epoch %d", cur.Name, leaserecord.Holder(cur), leaserecord.Epoch(cur), leaserecord.Epoch(prev))
+		case !isAcquisition(prev, cur) && leaserecord.Epoch(cur) != leaserecord.Epoch(prev):
+			t.Errorf("lease %s: epoch changed from %d to %d without an acquisition (holder %q)", cur.Name, leaserecord.Epoch(prev), leaserecord.Epoch(cur), leaserecord.Holder(cur))
 		}
 		prev = cur
 	}
@@ -259,7 +261,7 @@ func (h *history) acquisitions() []*coordinationv1.Lease {
 func (h *history) lastRenewal(holder string, epoch int32) time.Time {
 	var last time.Time
 	for _, v := range h.all() {
-		if HolderOf(v) == holder && EpochOf(v) == epoch && v.Spec.RenewTime != nil && v.Spec.RenewTime.After(last) {
+		if leaserecord.Holder(v) == holder && leaserecord.Epoch(v) == epoch && v.Spec.RenewTime != nil && v.Spec.RenewTime.After(last) {
 			last = v.Spec.RenewTime.Time
 		}
 	}

@@ -12,10 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/utils/clock"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/election-manager/election-manager/internal/election"
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 // The Pods source reads the selected pods and relabels the leader.
@@ -45,6 +44,9 @@ type Group struct {
 	Preferred                  string
 	LeaseDuration, RetryPeriod time.Duration
 	Owner                      metav1.OwnerReference
+	// EpochFloor is the highest epoch the group recorded: a re-created Lease starts
+	// above it.
+	EpochFloor int32
 }
 
 // Sync makes the Lease and the leader label name the pod that should lead, in the
@@ -52,7 +54,7 @@ type Group struct {
 // Lease, then label the new one. It returns the Lease as written (Current when
 // unchanged) and when to renew next.
 func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time.Duration, error) {
-	holder := election.HolderOf(g.Current)
+	holder := leaserecord.Holder(g.Current)
 	if g.Expired {
 		holder = ""
 	}
@@ -74,7 +76,7 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 		return nil, 0, err
 	}
 	if want != "" {
-		epoch := strconv.Itoa(int(election.EpochOf(lease)))
+		epoch := strconv.Itoa(int(leaserecord.Epoch(lease)))
 		for i := range g.Pods {
 			if p := &g.Pods[i]; p.Name == want && (p.Labels[LabelLeader] != "true" || p.Annotations[AnnotationEpoch] != epoch) {
 				if err := h.patchLeader(ctx, p, &epoch); err != nil {
@@ -89,89 +91,50 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 	return lease, max(lease.Spec.RenewTime.Add(g.RetryPeriod).Sub(now), time.Millisecond), nil
 }
 
-// writeLease creates, moves, renews or releases the Lease for want.
+// writeLease creates, moves, renews or releases the Lease for want, through the
+// Lease record's writes: the manager writes on the pods' behalf exactly what an
+// elector would.
 func (h *Holder) writeLease(ctx context.Context, g Group, want, holder string, now time.Time) (*coordinationv1.Lease, error) {
 	leases := h.Leases.Leases(g.Lease.Namespace)
-	t := metav1.NewMicroTime(now)
-	seconds := int32(g.LeaseDuration / time.Second)
+	w := leaserecord.Writer{Identity: want, LeaseDuration: g.LeaseDuration, OwnerReferences: []metav1.OwnerReference{g.Owner}}
+	cur := g.Current
+	var next *coordinationv1.Lease
 	switch {
-	case g.Current == nil && want == "":
+	case cur == nil && want == "":
 		return nil, nil
-	case g.Current == nil:
-		l := &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: g.Lease.Name, Namespace: g.Lease.Namespace,
-				OwnerReferences: []metav1.OwnerReference{g.Owner},
-				Annotations:     map[string]string{election.AnnotationAcquiredHow: string(election.AcquiredElected)}},
-			Spec: coordinationv1.LeaseSpec{HolderIdentity: &want, LeaseDurationSeconds: &seconds,
-				AcquireTime: &t, RenewTime: &t, LeaseTransitions: ptr.To[int32](1)},
+	case cur == nil:
+		next = leaserecord.Create(g.Lease, w, now, g.EpochFloor+1)
+		created, err := leases.Create(ctx, next, metav1.CreateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("creating Lease %s: %w", g.Lease, err)
 		}
-		return create(ctx, leases, l)
-	}
-
-	l := g.Current.DeepCopy()
-	switch {
-	case want == holder && want == "":
-		if election.HolderOf(l) == "" {
-			return g.Current, nil // already released
-		}
-		release(l, election.HolderOf(l), now)
-	case want == holder:
-		if l.Spec.RenewTime != nil && now.Before(l.Spec.RenewTime.Add(g.RetryPeriod)) &&
-			ptr.Deref(l.Spec.LeaseDurationSeconds, 0) == seconds {
-			return g.Current, nil // not due
-		}
-		l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = &t, &seconds
+		return created, nil
+	case want == "" && leaserecord.Holder(cur) == "":
+		return cur, nil // already released
 	case want == "":
-		release(l, election.HolderOf(l), now)
-	default:
-		how := election.AcquiredAfterRelease
-		switch {
-		case g.Expired:
-			how = election.AcquiredAfterExpiry
-			delete(l.Annotations, election.AnnotationReleasedBy)
-			delete(l.Annotations, election.AnnotationReleasedAt)
-		case election.HolderOf(l) != "" && want == g.Preferred && canLeadNamed(g.Pods, holder):
-			// A Ready leader gives way to the preferred pod: a handover.
-			release(l, holder, now)
-			how = election.AcquiredHandover
-		case election.HolderOf(l) != "":
-			// The leader can no longer lead: the manager releases for it and moves the
-			// Lease in one write, which tells observers both.
-			release(l, election.HolderOf(l), now)
+		next = leaserecord.Release(cur, leaserecord.Holder(cur), now)
+	case want == holder:
+		if cur.Spec.RenewTime != nil && now.Before(cur.Spec.RenewTime.Add(g.RetryPeriod)) &&
+			leaserecord.Duration(cur, 0) == g.LeaseDuration {
+			return cur, nil // not due
 		}
-		setAnnotation(l, election.AnnotationAcquiredHow, string(how))
-		epoch := election.EpochOf(l) + 1
-		l.Spec.HolderIdentity, l.Spec.LeaseTransitions = &want, &epoch
-		l.Spec.AcquireTime, l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = &t, &t, &seconds
+		next = leaserecord.Renew(cur, w, now)
+	case g.Expired || leaserecord.Holder(cur) == "":
+		next = leaserecord.Acquire(cur, w, now, leaserecord.TakeoverHow(cur))
+	case want == g.Preferred && canLeadNamed(g.Pods, holder):
+		// A Ready leader gives way to the preferred pod: a handover, in one write.
+		released := leaserecord.HandOver(cur, holder, want, now, g.LeaseDuration)
+		next = leaserecord.Acquire(released, w, now, leaserecord.Handover)
+	default:
+		// The leader can no longer lead: the manager releases for it and moves the
+		// Lease in one write, which tells observers both.
+		next = leaserecord.Acquire(leaserecord.Release(cur, holder, now), w, now, leaserecord.AfterRelease)
 	}
-	updated, err := leases.Update(ctx, l, metav1.UpdateOptions{})
+	updated, err := leases.Update(ctx, next, metav1.UpdateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("writing Lease %s for %q: %w", g.Lease, want, err)
 	}
 	return updated, nil
-}
-
-func create(ctx context.Context, leases coordinationv1client.LeaseInterface, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
-	created, err := leases.Create(ctx, l, metav1.CreateOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("creating Lease %s/%s: %w", l.Namespace, l.Name, err)
-	}
-	return created, nil
-}
-
-// release clears the holder as an elector's release does, recording who and when.
-func release(l *coordinationv1.Lease, holder string, now time.Time) {
-	delete(l.Annotations, election.AnnotationAcquiredHow)
-	setAnnotation(l, election.AnnotationReleasedBy, holder)
-	setAnnotation(l, election.AnnotationReleasedAt, now.UTC().Format(time.RFC3339Nano))
-	l.Spec.HolderIdentity = nil
-}
-
-func setAnnotation(l *coordinationv1.Lease, k, v string) {
-	if l.Annotations == nil {
-		l.Annotations = map[string]string{}
-	}
-	l.Annotations[k] = v
 }
 
 // patchLeader labels the pod as leader of epoch, or removes the label (epoch nil).

@@ -14,6 +14,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/election-manager/election-manager/internal/timing"
 )
 
 // Options is the elector's command line.
@@ -132,22 +134,13 @@ func (o *Options) Validate() error {
 	return errors.Join(errs...)
 }
 
-// flagTimings applies the LeaderGroup's admission rules to the timing flags.
+// flagTimings applies the election timing rules to the timing flags.
 func flagTimings(ld, rd, rp time.Duration) []error {
-	var errs []error
-	switch {
-	case ld < time.Second || ld%time.Second != 0:
-		errs = append(errs, fmt.Errorf("--lease-duration %s: must be whole seconds and at least 1s (a Lease stores whole seconds)", ld))
-	case ld <= rd+rp:
-		errs = append(errs, fmt.Errorf("--lease-duration %s: must be greater than --renew-deadline + --retry-period (%s)", ld, rd+rp))
+	t := timing.Timings{LeaseDuration: ld, RenewDeadline: rd, RetryPeriod: rp}
+	if err := t.Validate(timing.Names{LeaseDuration: "--lease-duration", RenewDeadline: "--renew-deadline", RetryPeriod: "--retry-period"}); err != nil {
+		return []error{err}
 	}
-	if rp <= 0 {
-		errs = append(errs, fmt.Errorf("--retry-period %s: must be greater than 0", rp))
-	}
-	if rd*10 <= rp*12 {
-		errs = append(errs, fmt.Errorf("--renew-deadline %s: must be greater than 1.2 × --retry-period (%s)", rd, rp*12/10))
-	}
-	return errs
+	return nil
 }
 
 func dnsName(flagName, value string, check func(string) []string) []error {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/election-manager/election-manager/internal/election"
 	"github.com/election-manager/election-manager/internal/supervisor"
@@ -87,7 +88,7 @@ func resolveTarget(ctx context.Context, logger logr.Logger, cfg *rest.Config, o 
 
 // run is the election itself, once everything has been checked.
 func run(ctx, stopCtx context.Context, again <-chan struct{}, logger logr.Logger, o *Options, t *target, cs kubernetes.Interface) (int, error) {
-	leases, err := election.NewLeaseInformer(cs, t.lease.Namespace)
+	leases, err := election.NewLeaseInformer(cs, clock.RealClock{}, t.lease.Namespace)
 	if err != nil {
 		return 1, err
 	}

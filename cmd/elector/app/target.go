@@ -14,6 +14,7 @@ import (
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
 	"github.com/election-manager/election-manager/internal/election"
+	"github.com/election-manager/election-manager/internal/groups"
 	"github.com/election-manager/election-manager/internal/supervisor"
 )
 
@@ -28,6 +29,8 @@ type target struct {
 	releaseOnCancel bool
 	// names are how error messages refer to the timings.
 	names supervisor.Names
+	// epochFloor reads the group's recorded epochs (nil without a group).
+	epochFloor func() (int32, error)
 }
 
 var leaderGroups = v1alpha1.GroupVersion.WithResource("leadergroups")
@@ -63,11 +66,34 @@ func groupTarget(ctx context.Context, dyn dynamic.Interface, disco discovery.Dis
 	case err != nil:
 		return nil, fmt.Errorf("reading LeaderGroup %s: %w", key, err)
 	}
-	g := &v1alpha1.LeaderGroup{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, g); err != nil {
+	g, err := fromUnstructured(u.Object)
+	if err != nil {
 		return nil, fmt.Errorf("reading LeaderGroup %s: %w", key, err)
 	}
-	return targetOf(g)
+	t, err := targetOf(g)
+	if err != nil {
+		return nil, err
+	}
+	t.epochFloor = func() (int32, error) {
+		// Read only when the Lease is missing: fresh, and not worth a watch.
+		ctx, cancel := context.WithTimeout(context.Background(), t.retryPeriod)
+		defer cancel()
+		u, err := dyn.Resource(leaderGroups).Namespace(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
+		if err != nil {
+			return 0, err
+		}
+		g, err := fromUnstructured(u.Object)
+		if err != nil {
+			return 0, err
+		}
+		return groups.EpochFloor(g), nil
+	}
+	return t, nil
+}
+
+func fromUnstructured(obj map[string]any) (*v1alpha1.LeaderGroup, error) {
+	g := &v1alpha1.LeaderGroup{}
+	return g, runtime.DefaultUnstructuredConverter.FromUnstructured(obj, g)
 }
 
 // targetOf checks that g may be joined by an outside process and returns its election.
@@ -83,30 +109,19 @@ func targetOf(g *v1alpha1.LeaderGroup) (*target, error) {
 		}
 		return nil, fmt.Errorf("group %s is of source %s: its electors are the managers; use source External", key, source)
 	}
+	el := groups.Election(g, "")
 	t := &target{
 		group:           key,
-		lease:           key,
-		leaseDuration:   g.Spec.LeaseDuration.Duration,
-		renewDeadline:   g.Spec.RenewDeadline.Duration,
-		retryPeriod:     g.Spec.RetryPeriod.Duration,
-		releaseOnCancel: g.Spec.ReleaseOnCancel == nil || *g.Spec.ReleaseOnCancel,
+		lease:           el.Lease,
+		leaseDuration:   el.LeaseDuration,
+		renewDeadline:   el.RenewDeadline,
+		retryPeriod:     el.RetryPeriod,
+		releaseOnCancel: el.ReleaseOnCancel,
 		names: supervisor.Names{LeaseDuration: "spec.leaseDuration", RenewDeadline: "spec.renewDeadline",
 			SafetyMargin: "--safety-margin", GracePeriod: "--grace-period"},
 	}
-	// The same defaults as the manager's: the group's own name and namespace.
-	if l := g.Spec.Lease; l != nil {
-		if l.Name != "" {
-			t.lease.Name = l.Name
-		}
-		if l.Namespace != "" {
-			t.lease.Namespace = l.Namespace
-		}
-	}
-	// Admission has checked the timings; a group admitted before a rule existed
-	// must not make an unsafe elector.
-	cfg := t.electorConfig("check")
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("LeaderGroup %s: spec: %w", key, err)
+	if err := groups.ValidateTimings(g); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
@@ -120,6 +135,7 @@ func (t *target) electorConfig(identity string) election.Config {
 		RenewDeadline:   t.renewDeadline,
 		RetryPeriod:     t.retryPeriod,
 		ReleaseOnCancel: t.releaseOnCancel,
+		EpochFloor:      t.epochFloor,
 	}
 }
 

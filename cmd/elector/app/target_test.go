@@ -60,7 +60,7 @@ func TestElectorTargetOfAGroup(t *testing.T) {
 		}
 	}
 	_, err = targetOf(group(func(g *v1alpha1.LeaderGroup) { g.Spec.RenewDeadline.Duration = 20 * time.Second }))
-	if err == nil || !strings.Contains(err.Error(), "LeaderGroup ns/g: spec: leaseDuration: must be greater than renewDeadline") {
+	if err == nil || !strings.Contains(err.Error(), "LeaderGroup ns/g: spec.leaseDuration 15s: must be greater than spec.renewDeadline + spec.retryPeriod") {
 		t.Errorf("unsafe timings: %v", err)
 	}
 }

@@ -34,7 +34,7 @@ func setUpElections(ctx context.Context, mgr ctrl.Manager, o *Options) error {
 	if err != nil {
 		return fmt.Errorf("creating the clientset: %w", err)
 	}
-	leases, err := election.NewLeaseInformer(clientset, leaseNamespaces(o)...)
+	leases, err := election.NewLeaseInformer(clientset, clock.RealClock{}, leaseNamespaces(o)...)
 	if err != nil {
 		return err
 	}
@@ -49,10 +49,9 @@ func setUpElections(ctx context.Context, mgr ctrl.Manager, o *Options) error {
 		Leases:                  leases,
 		LockName:                o.Lock.Name,
 		ExternalLeaseNamespaces: o.ExternalLeaseNamespaces,
-		Clock:                   clock.RealClock{},
 	}
 	if o.PodsSource {
-		r.Pods = &podsource.Holder{Client: mgr.GetClient(), Leases: leasesClient, Clock: clock.RealClock{}}
+		r.Pods = &podsource.Holder{Client: mgr.GetClient(), Leases: leasesClient, Clock: leases.Tracker().Clock()}
 	}
 	// The manager's own lock is an elector like any other: losing it stops status
 	// writing, never the process or the group electors in it.

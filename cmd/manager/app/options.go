@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/election-manager/election-manager/internal/clientconfig"
+	"github.com/election-manager/election-manager/internal/timing"
 )
 
 // Options is the manager's command line. Scripts and the Helm chart rely on these
@@ -133,27 +134,13 @@ func (o *Options) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validateTimings applies client-go's leader-election rules, plus whole seconds
-// because a Lease stores its duration as integer seconds.
+// validateTimings applies the election timing rules to the lock's flags.
 func (l LockOptions) validateTimings() []error {
-	var errs []error
-	switch {
-	case l.LeaseDuration < time.Second:
-		errs = append(errs, fmt.Errorf("--lock-lease-duration %s: must be at least 1s", l.LeaseDuration))
-	case l.LeaseDuration%time.Second != 0:
-		errs = append(errs, fmt.Errorf("--lock-lease-duration %s: must be whole seconds", l.LeaseDuration))
-	case l.LeaseDuration <= l.RenewDeadline+l.RetryPeriod:
-		errs = append(errs, fmt.Errorf("--lock-lease-duration %s: must be greater than --lock-renew-deadline + --lock-retry-period (%s)",
-			l.LeaseDuration, l.RenewDeadline+l.RetryPeriod))
+	t := timing.Timings{LeaseDuration: l.LeaseDuration, RenewDeadline: l.RenewDeadline, RetryPeriod: l.RetryPeriod}
+	if err := t.Validate(timing.Names{LeaseDuration: "--lock-lease-duration", RenewDeadline: "--lock-renew-deadline", RetryPeriod: "--lock-retry-period"}); err != nil {
+		return []error{err}
 	}
-	if l.RetryPeriod <= 0 {
-		errs = append(errs, fmt.Errorf("--lock-retry-period %s: must be greater than 0", l.RetryPeriod))
-	}
-	if l.RenewDeadline*10 <= l.RetryPeriod*12 {
-		errs = append(errs, fmt.Errorf("--lock-renew-deadline %s: must be greater than 1.2 × --lock-retry-period (%s)",
-			l.RenewDeadline, l.RetryPeriod*12/10))
-	}
-	return errs
+	return nil
 }
 
 // Complete fills in what depends on the environment: the identity, and the REST

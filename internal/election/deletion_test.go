@@ -1,0 +1,100 @@
+package election
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+)
+
+// A Lease deleted under its leader, and a candidate that never saw it (it started
+// after the deletion, so it has no tombstone): the candidate must create the Lease
+// above every epoch the group recorded, and only once the deleted record's holder
+// can no longer lead; the old leader stops at once, when it sees the deletion.
+func TestDeletedLeaseIsRecreatedAboveTheRecordedEpochs(t *testing.T) {
+	ns := newNamespace(t)
+	key := types.NamespacedName{Namespace: ns, Name: "lock"}
+	rec, hist := newRecorder(t), watchLease(t, key)
+	a := startProcess(t, "a", rec, ns)
+	a.join(t, key, fast)
+	waitLeader(t, rec, key, 10*time.Second, "")
+	// A few terms, so that epoch 1 would be a repeat: a stops and starts again.
+	for range 2 {
+		a.reg.Stop(key.String())
+		a.join(t, key, fast)
+		eventually(t, 10*time.Second, "a leading again", func() bool { return rec.leader(key.String()) == "a" })
+	}
+	recorded := lastTerm(t, rec, key, "a").epoch
+
+	deletedAt := time.Now()
+	if err := admin.CoordinationV1().Leases(ns).Delete(context.Background(), key.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The old leader sees its Lease gone and stops, without waiting for a renewal
+	// to fail.
+	eventually(t, fast.RenewDeadline, "a to stop leading after the deletion", func() bool { return rec.leader(key.String()) == "" })
+	if stopped := lastTerm(t, rec, key, "a").end.Sub(deletedAt); stopped > fast.RetryPeriod+slack {
+		t.Errorf("a stopped leading %s after the deletion, want within a retry period (%s)", stopped, fast.RetryPeriod)
+	}
+
+	// c joins with the group's recorded epoch as its floor, as the manager and the
+	// elector command give it.
+	a.reg.Stop(key.String())
+	c := startProcess(t, "c", rec, ns)
+	joined := time.Now()
+	cfg := fast
+	cfg.EpochFloor = func() (int32, error) { return recorded, nil }
+	c.join(t, key, cfg)
+	eventually(t, fast.LeaseDuration+10*time.Second, "c leading", func() bool { return rec.leader(key.String()) == "c" })
+	term := lastTerm(t, rec, key, "c")
+	if term.epoch != recorded+1 {
+		t.Errorf("c leads at epoch %d, want %d: one above the group's recorded epoch", term.epoch, recorded+1)
+	}
+	if waited := term.start.Sub(joined); waited < fast.LeaseDuration {
+		t.Errorf("c created the Lease %s after finding it missing, want at least leaseDuration (%s): the old holder may still lead", waited, fast.LeaseDuration)
+	}
+	if n := hist.deleted.Load(); n != 1 {
+		t.Errorf("%d deletions seen, want 1", n)
+	}
+}
+
+// A Lease replaced under its leader by another object (deleted and created again by
+// someone else) at a lower epoch: the leader must stop at once, not read the lower
+// epoch as its informer lagging and lead on until its renew deadline.
+func TestReplacedLeaseEndsLeadershipAtOnce(t *testing.T) {
+	ns := newNamespace(t)
+	key := types.NamespacedName{Namespace: ns, Name: "lock"}
+	rec := newRecorder(t)
+	// A long renew deadline, so that "at once" and "at the deadline" differ.
+	timings := Config{LeaseDuration: 20 * time.Second, RenewDeadline: 15 * time.Second, RetryPeriod: 4 * time.Second}
+	a := startProcess(t, "a", rec, ns)
+	a.join(t, key, timings)
+	waitLeader(t, rec, key, 10*time.Second, "")
+	a.reg.Stop(key.String())
+	a.join(t, key, timings)
+	eventually(t, 10*time.Second, "a leading again", func() bool { return rec.leader(key.String()) == "a" })
+	if epoch := lastTerm(t, rec, key, "a").epoch; epoch < 2 {
+		t.Fatalf("a leads at epoch %d, want at least 2", epoch)
+	}
+
+	leases := admin.CoordinationV1().Leases(ns)
+	if err := leases.Delete(context.Background(), key.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewMicroTime(time.Now())
+	foreign := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: ns},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("foreign"), LeaseDurationSeconds: ptr.To[int32](20),
+			AcquireTime: &now, RenewTime: &now, LeaseTransitions: ptr.To[int32](1)}}
+	replacedAt := time.Now()
+	if _, err := leases.Create(context.Background(), foreign, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, timings.RenewDeadline+slack, "a to stop leading", func() bool { return rec.leader(key.String()) == "" })
+	if stopped := lastTerm(t, rec, key, "a").end.Sub(replacedAt); stopped > time.Second+slack {
+		t.Errorf("a stopped leading %s after its Lease was replaced, want at once (within %s), not at its renew deadline", stopped, time.Second+slack)
+	}
+}

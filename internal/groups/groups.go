@@ -1,0 +1,74 @@
+// Package groups maps a LeaderGroup to its election: the Lease, the timings, the
+// release rule and the epoch floor. The controller and the elector command both
+// read a group through it, so they cannot disagree about what a group means.
+package groups
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/election"
+	"github.com/election-manager/election-manager/internal/timing"
+)
+
+// Lease is the group's lock, with the defaults applied: the group's own name and
+// namespace.
+func Lease(g *v1alpha1.LeaderGroup) types.NamespacedName {
+	key := types.NamespacedName{Namespace: g.Namespace, Name: g.Name}
+	if l := g.Spec.Lease; l != nil {
+		if l.Name != "" {
+			key.Name = l.Name
+		}
+		if l.Namespace != "" {
+			key.Namespace = l.Namespace
+		}
+	}
+	return key
+}
+
+// Timings are the group's durations.
+func Timings(g *v1alpha1.LeaderGroup) timing.Timings {
+	return timing.Timings{LeaseDuration: g.Spec.LeaseDuration.Duration,
+		RenewDeadline: g.Spec.RenewDeadline.Duration, RetryPeriod: g.Spec.RetryPeriod.Duration}
+}
+
+// ValidateTimings applies the timing rules to a group: admission applies them too,
+// but an object admitted before a rule existed must not make an unsafe elector.
+func ValidateTimings(g *v1alpha1.LeaderGroup) error {
+	if err := Timings(g).Validate(timing.SpecNames); err != nil {
+		return fmt.Errorf("LeaderGroup %s/%s: %w", g.Namespace, g.Name, err)
+	}
+	return nil
+}
+
+// ReleaseOnCancel is the group's release rule: a stopping elector releases unless
+// the group says not to.
+func ReleaseOnCancel(g *v1alpha1.LeaderGroup) bool {
+	return g.Spec.ReleaseOnCancel == nil || *g.Spec.ReleaseOnCancel
+}
+
+// EpochFloor is the highest epoch the group's status records: the Lease's epochs
+// must start above it if the Lease is ever created again.
+func EpochFloor(g *v1alpha1.LeaderGroup) int32 {
+	floor := g.Status.Transitions
+	for _, h := range g.Status.History {
+		floor = max(floor, h.Transition)
+	}
+	return floor
+}
+
+// Election is identity's elector config in the group's election (without
+// callbacks' concerns: labels, owner, handover and epoch floor are the caller's).
+func Election(g *v1alpha1.LeaderGroup, identity string) election.Config {
+	t := Timings(g)
+	return election.Config{
+		Lease:           Lease(g),
+		Identity:        identity,
+		LeaseDuration:   t.LeaseDuration,
+		RenewDeadline:   t.RenewDeadline,
+		RetryPeriod:     t.RetryPeriod,
+		ReleaseOnCancel: ReleaseOnCancel(g),
+	}
+}

@@ -1,0 +1,177 @@
+package leaserecord
+
+import (
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/election-manager/election-manager/api/v1alpha1"
+)
+
+var (
+	t0  = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	key = types.NamespacedName{Namespace: "ns", Name: "lock"}
+)
+
+func writer(id string) Writer {
+	return Writer{Identity: id, LeaseDuration: 15 * time.Second, Labels: map[string]string{"app": "x"},
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "owner", UID: "u"}}}
+}
+
+// stored is l as the API server would return it: with a resourceVersion.
+func stored(l *coordinationv1.Lease, rv string) *coordinationv1.Lease {
+	l = l.DeepCopy()
+	l.ResourceVersion = rv
+	return l
+}
+
+// TestEveryWriteDecodes is the round trip: each way a term begins and ends, as
+// written by the elector's and the Pods source's writes, reads back as that start
+// and end reason, with the releaser's own time where it wrote one.
+func TestEveryWriteDecodes(t *testing.T) {
+	created := stored(Create(key, writer("a"), t0, 1), "1")
+	renewed := stored(Renew(created, writer("a"), t0.Add(time.Second)), "2")
+	tests := []struct {
+		name      string
+		next      *coordinationv1.Lease // the first record without a's term
+		wantStart v1alpha1.StartReason  // of next's term, when it has a holder
+		wantEnd   v1alpha1.EndReason    // of a's term
+		wantAt    time.Time             // zero: the record does not say
+	}{
+		{"released", Release(renewed, "a", t0.Add(2*time.Second)), "", v1alpha1.EndReleased, t0.Add(2 * time.Second)},
+		{"handed over", HandOver(renewed, "a", "b", t0.Add(2*time.Second), 6*time.Second), "", v1alpha1.EndHandover, t0.Add(2 * time.Second)},
+		{"released, then acquired", Acquire(stored(Release(renewed, "a", t0.Add(2*time.Second)), "3"), writer("b"), t0.Add(3*time.Second), AfterRelease),
+			v1alpha1.StartAfterRelease, v1alpha1.EndReleased, t0.Add(2 * time.Second)},
+		{"handed over, then taken", Acquire(stored(HandOver(renewed, "a", "b", t0.Add(2*time.Second), 6*time.Second), "3"), writer("b"), t0.Add(3*time.Second), Handover),
+			v1alpha1.StartHandover, v1alpha1.EndHandover, t0.Add(2 * time.Second)},
+		{"expired, taken over", Acquire(renewed, writer("b"), t0.Add(20*time.Second), AfterExpiry),
+			v1alpha1.StartAfterExpiry, v1alpha1.EndExpired, time.Time{}},
+		{"the same identity again after a loss", Acquire(renewed, writer("a"), t0.Add(20*time.Second), AfterExpiry),
+			v1alpha1.StartAfterExpiry, v1alpha1.EndExpired, time.Time{}},
+		{"handed over but taken by another after the reservation", Acquire(stored(HandOver(renewed, "a", "b", t0.Add(2*time.Second), 6*time.Second), "3"), writer("c"), t0.Add(9*time.Second), AfterRelease),
+			v1alpha1.StartAfterRelease, v1alpha1.EndReleased, t0.Add(2 * time.Second)},
+		{"deleted", nil, "", v1alpha1.EndUnknown, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.next != nil && Holder(tt.next) != "" {
+				if got := Start(tt.next); got != tt.wantStart {
+					t.Errorf("Start = %s, want %s", got, tt.wantStart)
+				}
+				if Epoch(tt.next) != Epoch(renewed)+1 {
+					t.Errorf("epoch %d after %d: every acquisition adds one", Epoch(tt.next), Epoch(renewed))
+				}
+				if HandedOverTo(tt.next) != "" || tt.next.Annotations[AnnotationHandoverTo] != "" {
+					t.Errorf("a taken Lease still carries handover-to %q", tt.next.Annotations[AnnotationHandoverTo])
+				}
+			}
+			end := EndOf("a", tt.next)
+			if end.Reason != tt.wantEnd || !end.At.Equal(tt.wantAt) {
+				t.Errorf("EndOf(a) = %s at %v, want %s at %v", end.Reason, end.At, tt.wantEnd, tt.wantAt)
+			}
+		})
+	}
+	if got := Start(created); got != v1alpha1.StartElected {
+		t.Errorf("Start(created) = %s, want Elected", got)
+	}
+	if got := Start(renewed); got != v1alpha1.StartElected {
+		t.Errorf("a renewal changed how the term started: %s", got)
+	}
+}
+
+func TestCreate(t *testing.T) {
+	l := Create(key, writer("a"), t0, 7)
+	switch {
+	case Holder(l) != "a" || Epoch(l) != 7:
+		t.Errorf("holder %q epoch %d, want a 7", Holder(l), Epoch(l))
+	case *l.Spec.LeaseDurationSeconds != 15:
+		t.Errorf("leaseDurationSeconds %d, want 15", *l.Spec.LeaseDurationSeconds)
+	case !l.Spec.AcquireTime.Time.Equal(t0) || !l.Spec.RenewTime.Time.Equal(t0):
+		t.Errorf("acquire/renew time %v/%v, want %v", l.Spec.AcquireTime, l.Spec.RenewTime, t0)
+	case l.Labels["app"] != "x" || len(l.OwnerReferences) != 1 || l.Namespace != "ns" || l.Name != "lock":
+		t.Errorf("metadata %+v", l.ObjectMeta)
+	}
+}
+
+func TestAcquireKeepsOnlyWhatDescribesThisTransition(t *testing.T) {
+	cur := stored(Release(stored(Create(key, writer("b"), t0, 4), "1"), "b", t0), "7")
+	before := cur.DeepCopy()
+	l := Acquire(cur, writer("a"), t0.Add(time.Second), AfterRelease)
+	if l.ResourceVersion != "7" {
+		t.Errorf("resourceVersion %q: the write must be guarded by the version read", l.ResourceVersion)
+	}
+	if l.Annotations[AnnotationReleasedBy] != "b" {
+		t.Errorf("after a release the release annotations must stay: %v", l.Annotations)
+	}
+	if *l.Spec.LeaseDurationSeconds != 15 || !l.Spec.AcquireTime.Time.Equal(t0.Add(time.Second)) {
+		t.Errorf("spec not set: %+v", l.Spec)
+	}
+	if !SameRecord(before, cur) || len(before.Annotations) != len(cur.Annotations) {
+		t.Errorf("the input was modified")
+	}
+	expired := Acquire(l, writer("c"), t0.Add(time.Minute), AfterExpiry)
+	if _, kept := expired.Annotations[AnnotationReleasedBy]; kept {
+		t.Errorf("after an expiry the older release annotations must go: %v", expired.Annotations)
+	}
+}
+
+func TestRenewKeepsTheTerm(t *testing.T) {
+	own := stored(Create(key, writer("a"), t0, 4), "9")
+	own.Labels["other"] = "kept"
+	w := writer("a")
+	w.LeaseDuration = 20 * time.Second
+	l := Renew(own, w, t0.Add(time.Second))
+	if Epoch(l) != 4 || Holder(l) != "a" || !l.Spec.AcquireTime.Equal(own.Spec.AcquireTime) || Start(l) != v1alpha1.StartElected {
+		t.Errorf("a renewal changed the term: %+v", l.Spec)
+	}
+	if !l.Spec.RenewTime.Time.Equal(t0.Add(time.Second)) || *l.Spec.LeaseDurationSeconds != 20 {
+		t.Errorf("renewTime %v duration %d: new timings apply at the next renewal", l.Spec.RenewTime, *l.Spec.LeaseDurationSeconds)
+	}
+	if l.Labels["other"] != "kept" || l.ResourceVersion != "9" {
+		t.Errorf("metadata or version not kept: %v %q", l.Labels, l.ResourceVersion)
+	}
+}
+
+func TestReleaseAndHandOverDurations(t *testing.T) {
+	own := stored(Create(key, writer("a"), t0, 4), "9")
+	r := Release(own, "a", t0)
+	if Holder(r) != "" || Epoch(r) != 4 || *r.Spec.LeaseDurationSeconds != 1 || TakeoverHow(r) != AfterRelease {
+		t.Errorf("release: %+v (how %s)", r.Spec, TakeoverHow(r))
+	}
+	if _, ok := r.Annotations[AnnotationAcquiredHow]; ok {
+		t.Errorf("acquired-how kept on a released Lease")
+	}
+	h := HandOver(own, "a", "b", t0, 6*time.Second)
+	if HandedOverTo(h) != "b" || *h.Spec.LeaseDurationSeconds != 6 {
+		t.Errorf("handover: to %q duration %d, want b 6 (the reservation)", HandedOverTo(h), *h.Spec.LeaseDurationSeconds)
+	}
+	if HandedOverTo(Release(stored(h, "10"), "a", t0)) != "" {
+		t.Errorf("a plain release kept an older handover reservation")
+	}
+}
+
+func TestDurationHasOneMeaningForAMissingValue(t *testing.T) {
+	l := Create(key, writer("a"), t0, 1)
+	l.Spec.LeaseDurationSeconds = nil
+	if got := Duration(l, 15*time.Second); got != 15*time.Second {
+		t.Errorf("Duration(no value) = %s, want the election's own 15s", got)
+	}
+	zero := int32(0)
+	l.Spec.LeaseDurationSeconds = &zero
+	if got := Duration(l, 15*time.Second); got != 15*time.Second {
+		t.Errorf("Duration(0) = %s, want the election's own 15s", got)
+	}
+}
+
+func TestNamesAndNeverHeld(t *testing.T) {
+	l := Create(key, writer("a"), t0, 4)
+	if !Names(l, "a", 4) || Names(l, "a", 5) || Names(l, "b", 4) || Names(nil, "a", 4) {
+		t.Errorf("Names does not identify the term (identity, epoch)")
+	}
+	if !NeverHeld(&coordinationv1.Lease{}) || NeverHeld(Release(l, "a", t0)) {
+		t.Errorf("NeverHeld confuses an empty Lease with a released one")
+	}
+}

@@ -1,0 +1,79 @@
+package leaserecord
+
+import (
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+func TestTrackerCountsFromWhenTheRecordChanged(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(t0)
+	tr := NewTracker(clk)
+	l := stored(Create(key, writer("a"), t0, 1), "1")
+	l.UID = "u1"
+	tr.Since(key, l)
+
+	clk.SetTime(t0.Add(5 * time.Second))
+	meta := l.DeepCopy()
+	meta.ResourceVersion, meta.Labels = "2", map[string]string{"y": "z"}
+	if exp, ok := tr.Expiry(key, meta, time.Minute); !ok || !exp.Equal(t0.Add(15*time.Second)) {
+		t.Errorf("a metadata change moved the expiry: %v, want %v", exp, t0.Add(15*time.Second))
+	}
+
+	renewed := Renew(meta, writer("a"), clk.Now())
+	if exp, _ := tr.Expiry(key, renewed, time.Minute); !exp.Equal(t0.Add(20 * time.Second)) {
+		t.Errorf("a renewal seen at +5s expires at %v, want %v", exp, t0.Add(20*time.Second))
+	}
+
+	recreated := renewed.DeepCopy()
+	recreated.UID = "u2"
+	clk.SetTime(t0.Add(7 * time.Second))
+	if since := tr.Since(key, recreated); !since.Equal(t0.Add(7 * time.Second)) {
+		t.Errorf("the same record on a new object is a new record: since %v", since)
+	}
+	if _, ok := tr.Expiry(key, Release(recreated, "a", clk.Now()), time.Minute); ok {
+		t.Errorf("a released record has no expiry")
+	}
+}
+
+func TestTrackerRemembersAndForgetsDeletions(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(t0)
+	tr := NewTracker(clk)
+	l := stored(Create(key, writer("a"), t0, 3), "1")
+	l.UID = "u1"
+	tr.Since(key, l)
+	clk.SetTime(t0.Add(time.Second))
+	if !tr.Delete(key, l) {
+		t.Errorf("Delete of a known Lease reported unknown")
+	}
+	g, ok := tr.Gone(key)
+	if !ok || Epoch(g.Lease) != 3 || !g.Until(time.Minute).Equal(t0.Add(16*time.Second)) {
+		t.Fatalf("tombstone %+v %v, want epoch 3 until +16s", g, ok)
+	}
+
+	// A late delete of an older object does not bury a newer one.
+	newer := l.DeepCopy()
+	newer.UID = "u2"
+	tr.Since(key, newer)
+	if _, ok := tr.Gone(key); ok {
+		t.Errorf("a new object did not clear the tombstone")
+	}
+	if tr.Delete(key, l) {
+		t.Errorf("a stale delete counted")
+	}
+	if seen, _ := tr.Size(); seen != 1 {
+		t.Errorf("a stale delete forgot the live Lease")
+	}
+
+	// Tombstones go once no reader can need them.
+	tr.Delete(key, newer)
+	clk.SetTime(t0.Add(2 * time.Hour))
+	other := stored(Create(key, writer("a"), t0, 1), "5")
+	other.Name = "other"
+	tr.Delete(types.NamespacedName{Namespace: "ns", Name: "other"}, other) // prunes the expired ones
+	if seen, gone := tr.Size(); seen != 0 || gone != 1 {
+		t.Errorf("after pruning: %d seen, %d tombstones, want 0 and 1 (only the newest)", seen, gone)
+	}
+}
