@@ -2,6 +2,7 @@ package election
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
 
@@ -21,6 +22,9 @@ type Registry struct {
 
 	mu       sync.Mutex
 	electors map[string]*Elector
+	// stopped: StopAll ran. A late Ensure (a reconcile still in flight at shutdown)
+	// must not start an elector that nobody would stop.
+	stopped bool
 }
 
 // NewRegistry returns an empty registry. Electors log through logger, with the
@@ -44,6 +48,10 @@ func NewRegistry(client coordinationv1client.LeasesGetter, leases *LeaseInformer
 //     leads and its config says so) before a new one starts with cb.
 func (r *Registry) Ensure(key string, cfg Config, cb Callbacks) (*Elector, error) {
 	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return nil, errRegistryStopped
+	}
 	old := r.electors[key]
 	if old != nil {
 		if cfg.sameElection(old.config()) {
@@ -100,12 +108,12 @@ func (r *Registry) Stop(key string) bool {
 	return true
 }
 
-// StopAll stops every elector, in parallel so that a thousand releases take one
+// StopAll stops every elector for good (Ensure fails after it), in parallel so that a thousand releases take one
 // round trip rather than a thousand, and returns when all have finished.
 func (r *Registry) StopAll() {
 	r.mu.Lock()
 	all := r.electors
-	r.electors = map[string]*Elector{}
+	r.electors, r.stopped = map[string]*Elector{}, true
 	r.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, e := range all {
@@ -117,3 +125,5 @@ func (r *Registry) StopAll() {
 	}
 	wg.Wait()
 }
+
+var errRegistryStopped = errors.New("the elector registry has stopped: the process is shutting down")

@@ -8,6 +8,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 // Many electors in one process share one client and one informer: each lease gets
@@ -63,13 +65,33 @@ func TestManyLeasesShareOneInformer(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, l := range list.Items {
-		if HolderOf(&l) != "p2" || EpochOf(&l) != 2 || l.Annotations[AnnotationAcquiredHow] != string(AcquiredAfterRelease) || l.Annotations[AnnotationReleasedBy] != "p1" {
-			t.Errorf("%s: holder %q epoch %d annotations %v, want p2 2 AfterRelease released-by p1", l.Name, HolderOf(&l), EpochOf(&l), l.Annotations)
+		if leaserecord.Holder(&l) != "p2" || leaserecord.Epoch(&l) != 2 || l.Annotations[leaserecord.AnnotationAcquiredHow] != string(leaserecord.AfterRelease) || l.Annotations[leaserecord.AnnotationReleasedBy] != "p1" {
+			t.Errorf("%s: holder %q epoch %d annotations %v, want p2 2 AfterRelease released-by p1", l.Name, leaserecord.Holder(&l), leaserecord.Epoch(&l), l.Annotations)
 		}
 	}
 	for _, k := range keys {
 		if d := lastTerm(t, rec, k, "p2").start.Sub(stopped); d > 2*time.Second {
 			t.Errorf("%s taken over %s after p1 stopped", k, d)
 		}
+	}
+}
+
+// A reconcile still in flight when the process shuts down must not start an elector
+// after StopAll: nobody would stop it, and it could lead after the process said it
+// had let go.
+func TestNoElectorStartsAfterStopAll(t *testing.T) {
+	ns := newNamespace(t)
+	rec := newRecorder(t)
+	p := startProcess(t, "a", rec, ns)
+	key := types.NamespacedName{Namespace: ns, Name: "lock"}
+	p.join(t, key, fast)
+	p.reg.StopAll()
+	cfg := fast
+	cfg.Lease, cfg.Identity = types.NamespacedName{Namespace: ns, Name: "late"}, "a"
+	if e, err := p.reg.Ensure("late", cfg, Callbacks{}); err == nil || e != nil {
+		t.Errorf("Ensure after StopAll = %v, %v; want an error and no elector", e, err)
+	}
+	if keys := p.reg.Keys(); len(keys) != 0 {
+		t.Errorf("electors after StopAll: %v", keys)
 	}
 }
