@@ -63,7 +63,7 @@ func TestElectsOneAndHandsOverOnRelease(t *testing.T) {
 	rec, hist := newRecorder(t), watchLease(t, key)
 	// A retry period far longer than the handover bound below: a takeover that fast
 	// comes from the informer, not from a poll.
-	timings := Config{LeaseDuration: 10 * time.Second, RenewDeadline: 8 * time.Second, RetryPeriod: 5 * time.Second}
+	timings := Config{LeaseDuration: 15 * time.Second, RenewDeadline: 8 * time.Second, RetryPeriod: 5 * time.Second}
 	procs := startCandidates(t, key, rec, timings, "a", "b", "c")
 
 	leader := waitLeader(t, rec, key, 10*time.Second, "")
@@ -225,13 +225,13 @@ func TestRestartWithNewTimingsKeepsLeadership(t *testing.T) {
 		t.Errorf("Ensure accepted renewDeadline = leaseDuration")
 	}
 
-	slower := Config{LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}
+	slower := Config{LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}
 	if again := p.join(t, key, slower); again != e {
 		t.Fatalf("Ensure with new timings replaced the elector")
 	}
 	eventually(t, 5*time.Second, "a renewal with the new leaseDuration", func() bool {
 		l := hist.last()
-		return l != nil && *l.Spec.LeaseDurationSeconds == 4
+		return l != nil && *l.Spec.LeaseDurationSeconds == 5
 	})
 	eventually(t, 5*time.Second, "a renewal under the new renewDeadline", func() bool {
 		info := e.Leader()

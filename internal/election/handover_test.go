@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/election-manager/election-manager/internal/leaserecord"
+	"github.com/election-manager/election-manager/internal/testutil"
 )
 
 // A leader told to hand over releases the Lease for the named candidate, which takes
@@ -37,6 +38,54 @@ func TestHandOverToANamedCandidate(t *testing.T) {
 		got.Annotations[leaserecord.AnnotationReleasedBy] != leader || got.Annotations[leaserecord.AnnotationHandoverTo] != "" {
 		t.Errorf("the acquisition after the handover: epoch %d (want %d), annotations %v", leaserecord.Epoch(got), epoch+1, got.Annotations)
 	}
+	third := map[string]string{"a": "b", "b": "a", "c": "b"}[leader]
+	if third == to {
+		third = "c"
+	}
+	for _, term := range rec.terms(key.String()) {
+		if term.id == third && term.start.After(asked) {
+			t.Errorf("%s took the Lease reserved for %s (epoch %d)", third, to, term.epoch)
+		}
+	}
+	if n := len(hist.acquisitions()); n != 2 {
+		t.Errorf("%d acquisitions, want 2: the first election and the handover", n)
+	}
 	rec.check(t)
 	hist.check(t)
+}
+
+// A Lease handed over to a candidate that cannot take it (cut off from the API
+// server) is reserved for it only for timing.HandoverReservation: then the other
+// candidates elect as usual, instead of waiting a whole leaseDuration.
+func TestHandOverReservationLapses(t *testing.T) {
+	ns := newNamespace(t)
+	key := types.NamespacedName{Namespace: ns, Name: "lock"}
+	timings := Config{LeaseDuration: 10 * time.Second, RenewDeadline: 6 * time.Second, RetryPeriod: time.Second}
+	reserve := timings.Timings().HandoverReservation()
+	rec, hist := newRecorder(t), watchLease(t, key)
+	procs := startCandidates(t, key, rec, timings, "a", "b", "c")
+	leader := waitLeader(t, rec, key, 10*time.Second, "")
+	to := map[string]string{"a": "c", "b": "c", "c": "a"}[leader]
+	procs[to].proxy.SetMode(testutil.Blackhole)
+
+	cfg := timings
+	cfg.Lease, cfg.Identity, cfg.ReleaseOnCancel, cfg.HandOverTo = key, leader, true, to
+	if _, err := procs[leader].reg.Ensure(key.String(), cfg, Callbacks{}); err != nil {
+		t.Fatal(err)
+	}
+	next := waitLeader(t, rec, key, timings.LeaseDuration+5*time.Second, leader)
+	if next == to {
+		t.Fatalf("%s took the Lease while cut off", to)
+	}
+	got := acquisition(t, hist, 2)
+	released, err := time.Parse(time.RFC3339Nano, got.Annotations[leaserecord.AnnotationReleasedAt])
+	if err != nil {
+		t.Fatalf("no release time on %v: %v", got.Annotations, err)
+	}
+	waited := got.Spec.AcquireTime.Sub(released)
+	if got.Annotations[leaserecord.AnnotationAcquiredHow] != string(leaserecord.AfterRelease) || waited < reserve-slack || waited > reserve+2*slack+timings.RetryPeriod {
+		t.Errorf("%s took the Lease %s after the handover to %s (%s), want about the reservation %s, not leaseDuration %s",
+			leaserecord.Holder(got), waited, to, got.Annotations[leaserecord.AnnotationAcquiredHow], reserve, timings.LeaseDuration)
+	}
+	procs[to].proxy.SetMode(testutil.Pass)
 }

@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/election-manager/election-manager/internal/leaserecord"
 	"github.com/election-manager/election-manager/internal/testutil"
 )
 
@@ -16,6 +17,7 @@ func TestLastRenewalOutlivesTheTerm(t *testing.T) {
 	ns := newNamespace(t)
 	key := types.NamespacedName{Namespace: ns, Name: "lock"}
 	p := startProcess(t, "a", newRecorder(t), ns)
+	hist := watchLease(t, key)
 	var self atomic.Pointer[Elector]
 	atStop := make(chan time.Time, 1)
 	cfg := fast
@@ -41,6 +43,12 @@ func TestLastRenewalOutlivesTheTerm(t *testing.T) {
 		}
 		if !e.LastRenewal().Equal(got) {
 			t.Errorf("LastRenewal changed after the loss: %s, then %s", got, e.LastRenewal())
+		}
+		// The send time of the last successful write is the renewTime it wrote (a
+		// blackholed write never reaches the server).
+		written := hist.lastRenewal("a", leaserecord.Epoch(hist.last()))
+		if !got.Truncate(time.Microsecond).Equal(written) {
+			t.Errorf("LastRenewal %s, but the last renewal written says %s", got, written)
 		}
 	case <-time.After(cfg.RenewDeadline + 5*time.Second):
 		t.Fatal("leadership did not end")
