@@ -23,7 +23,9 @@ type Callbacks struct {
 	OnStartedLeading func(epoch int32)
 	// OnStoppedLeading: this elector no longer leads. Only ever called after
 	// OnStartedLeading, at most once per term, and no later than the send time of the
-	// last successful renewal + renewDeadline (plus scheduling delay).
+	// last successful renewal + renewDeadline (plus scheduling delay), or than a
+	// later renewal's send time + its renewDeadline when timings shrank (its answer
+	// may be lost after the API server applied it).
 	OnStoppedLeading func()
 	// OnNewLeader: the holder this elector sees changed; "" means no holder (released
 	// or deleted). Called with this elector's own identity before OnStartedLeading.
@@ -42,8 +44,9 @@ type LeaderInfo struct {
 	// Leading: this elector leads now (as IsLeader).
 	Leading bool
 	// While leading: the send time of the last successful write (acquisition or
-	// renewal), and the deadline it gives, LastRenewal + renewDeadline, at which
-	// leadership ends unless another renewal succeeds first.
+	// renewal), and the deadline at which leadership ends unless another renewal
+	// succeeds first: LastRenewal + renewDeadline, or earlier once a renewal with a
+	// shorter renewDeadline is sent (its send time + its renewDeadline).
 	LastRenewal, LeadingUntil time.Time
 }
 
@@ -175,7 +178,8 @@ func (e *Elector) Leader() LeaderInfo {
 // renewal) of the current or the most recent term; zero if this elector never led.
 // Unlike LeaderInfo.LastRenewal it stays readable once leadership has ended (from
 // OnStoppedLeading, say), so that a caller can tell when others may take over: no
-// earlier than LastRenewal + leaseDuration, on their clocks.
+// earlier than LastRenewal + leaseDuration, on their clocks (the shortest
+// leaseDuration the term's renewals carried, when the timings shrank).
 func (e *Elector) LastRenewal() time.Time {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -191,7 +195,9 @@ func (e *Elector) Config() Config {
 }
 
 // UpdateConfig gives a running elector new timings, labels or release policy. The
-// next write uses them: leadership and epoch are kept. Lease and Identity cannot
+// next write uses them: leadership and epoch are kept. A shorter renewDeadline
+// takes effect when that write is sent, not when it succeeds: leadership then ends
+// by its send time + the new renewDeadline at the latest. Lease and Identity cannot
 // change (that is another candidate: stop this elector and start a new one).
 func (e *Elector) UpdateConfig(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
@@ -245,6 +251,17 @@ func (e *Elector) setLeading(epoch int32, sent, until, now time.Time) (started, 
 		e.info = LeaderInfo{Holder: e.id, Epoch: epoch, Since: now}
 	}
 	return started, newHolder
+}
+
+// shortenLeading brings the leadership deadline forward to until (never later) and
+// returns the deadline now in force.
+func (e *Elector) shortenLeading(until time.Time) time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if until.Before(e.leadingUntil) {
+		e.leadingUntil = until
+	}
+	return e.leadingUntil
 }
 
 // clearLeading ends this elector's view of leading and tells whether it was leading.

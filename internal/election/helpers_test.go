@@ -3,6 +3,7 @@ package election
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -139,11 +140,13 @@ func (p *process) join(t *testing.T, lease types.NamespacedName, timings Config)
 
 // requestCounter counts a process's lease requests by verb. With hangPuts set, a PUT
 // blocks until the test ends, ignoring its context: a transport that never returns.
+// beforePut, when set, sees the body of every lease PUT just before it is sent.
 type requestCounter struct {
-	mu       sync.Mutex
-	counts   map[string]int
-	hangPuts atomic.Bool
-	unhang   chan struct{}
+	mu        sync.Mutex
+	counts    map[string]int
+	hangPuts  atomic.Bool
+	unhang    chan struct{}
+	beforePut atomic.Pointer[func(body []byte)]
 }
 
 func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
@@ -166,6 +169,13 @@ func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 				<-c.unhang
 				return nil, fmt.Errorf("hung PUT released at the end of the test")
 			}
+			if hook := c.beforePut.Load(); verb == http.MethodPut && hook != nil {
+				body, err := requestBody(req)
+				if err != nil {
+					return nil, err
+				}
+				(*hook)(body)
+			}
 		}
 		return rt.RoundTrip(req)
 	})
@@ -179,6 +189,19 @@ func (c *requestCounter) snapshot() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// requestBody reads req's body without consuming it.
+func requestBody(req *http.Request) ([]byte, error) {
+	if req.GetBody == nil {
+		return nil, fmt.Errorf("%s %s: body cannot be read twice", req.Method, req.URL.Path)
+	}
+	r, err := req.GetBody()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = r.Close() }()
+	return io.ReadAll(r)
 }
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)

@@ -193,6 +193,13 @@ func (l *loop) leaderStep(ctx context.Context, now time.Time, cfg *Config) (next
 	case now.Before(l.nextRenew):
 		return earliest(l.nextRenew, until), true
 	}
+	// The renewal may be applied without our hearing of it, and followers then count
+	// the leaseDuration it carries from when they see it. So leadership ends by now +
+	// the renewDeadline it is sent with, whatever the last success allowed: that
+	// matters when the timings shrink, when until would otherwise come later.
+	if capped := now.Add(cfg.RenewDeadline); capped.Before(until) {
+		until = l.e.shortenLeading(capped)
+	}
 	// The write may not outlive our leadership; its success extends it to
 	// now + renewDeadline.
 	l.startWrite(ctx, writeRenew, leaserecord.Renew(l.own, cfg.writer(), now), "", now, until, now.Add(cfg.RenewDeadline))

@@ -21,6 +21,12 @@ const (
 	// Blackhole keeps connections open and accepts new ones but forwards nothing, so
 	// requests hang until the client gives up: a partition, not a refusal.
 	Blackhole
+	// ResponseLost forwards what clients send and drops what the server answers: a
+	// request reaches the server and is applied, and the client sees a timeout, as
+	// when a response is lost on the way back. The write under test must go over a
+	// connection opened before: a new one cannot finish its TLS handshake (the
+	// server's half never arrives), so it hangs like a Blackhole.
+	ResponseLost
 )
 
 func (m ProxyMode) String() string {
@@ -31,12 +37,15 @@ func (m ProxyMode) String() string {
 		return "Refuse"
 	case Blackhole:
 		return "Blackhole"
+	case ResponseLost:
+		return "ResponseLost"
 	}
 	return fmt.Sprintf("ProxyMode(%d)", int(m))
 }
 
 // FaultProxy is a loopback TCP proxy to one API server that a test switches between
-// Pass, Refuse and Blackhole. Give each simulated process its own, through Config.
+// Pass, Refuse, Blackhole and ResponseLost. Give each simulated process its own,
+// through ProxyConfig.
 type FaultProxy struct {
 	ln     net.Listener
 	target string
@@ -52,11 +61,13 @@ type FaultProxy struct {
 // blackholed, its upstream connection.
 type proxyConn struct {
 	client, upstream net.Conn
-	// dead: bytes read are dropped. Set for every connection open when a Blackhole
-	// starts; such a connection is closed when the proxy passes again, since the
-	// bytes it dropped broke its TLS stream.
-	mu   sync.Mutex
-	dead bool
+	// dropRequests, dropResponses: bytes read from the client, from the server, are
+	// dropped. A Blackhole sets both on every open connection, a ResponseLost the
+	// second; either way the connection is closed when the proxy passes again, since
+	// the bytes it dropped broke its TLS stream. Never cleared: a broken stream is
+	// not worth forwarding.
+	mu                          sync.Mutex
+	dropRequests, dropResponses bool
 }
 
 // StartFaultProxy listens on 127.0.0.1:0 and forwards to target (host:port), which
@@ -110,24 +121,29 @@ func (p *FaultProxy) Mode() ProxyMode {
 }
 
 // SetMode switches the proxy. Refuse resets all open connections; Blackhole makes
-// open connections drop everything; Pass closes the connections a Blackhole broke,
-// so the client reconnects.
+// open connections drop everything, ResponseLost what the server sends; Pass closes
+// the connections a Blackhole or ResponseLost broke, so the client reconnects.
 func (p *FaultProxy) SetMode(m ProxyMode) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.mode = m
 	for c := range p.conns {
-		switch m {
-		case Refuse:
+		c.enter(m)
+	}
+}
+
+// enter applies mode m to an open connection.
+func (c *proxyConn) enter(m ProxyMode) {
+	switch m {
+	case Refuse:
+		c.reset()
+	case Blackhole:
+		c.drop(true, true)
+	case ResponseLost:
+		c.drop(false, true)
+	case Pass:
+		if c.broken() {
 			c.reset()
-		case Blackhole:
-			c.mu.Lock()
-			c.dead = true
-			c.mu.Unlock()
-		case Pass:
-			if c.isDead() {
-				c.reset()
-			}
 		}
 	}
 }
@@ -158,8 +174,8 @@ func (p *FaultProxy) accept() {
 			resetConn(client)
 			continue
 		}
-		c := &proxyConn{client: client, dead: mode == Blackhole}
-		if !c.dead {
+		c := &proxyConn{client: client, dropRequests: mode == Blackhole, dropResponses: mode == Blackhole || mode == ResponseLost}
+		if mode != Blackhole {
 			if c.upstream, err = net.Dial("tcp", p.target); err != nil {
 				resetConn(client)
 				continue
@@ -172,6 +188,9 @@ func (p *FaultProxy) accept() {
 			continue
 		}
 		p.conns[c] = struct{}{}
+		if p.mode != mode {
+			c.enter(p.mode) // switched while this one was dialling
+		}
 		p.mu.Unlock()
 		p.wg.Add(1)
 		go p.serve(c)
@@ -182,9 +201,9 @@ func (p *FaultProxy) accept() {
 func (p *FaultProxy) serve(c *proxyConn) {
 	defer p.wg.Done()
 	done := make(chan struct{}, 2)
-	go func() { c.pump(c.upstream, c.client); done <- struct{}{} }()
+	go func() { c.pump(c.upstream, c.client, true); done <- struct{}{} }()
 	if c.upstream != nil {
-		go func() { c.pump(c.client, c.upstream); done <- struct{}{} }()
+		go func() { c.pump(c.client, c.upstream, false); done <- struct{}{} }()
 	}
 	<-done
 	c.reset()
@@ -197,12 +216,12 @@ func (p *FaultProxy) serve(c *proxyConn) {
 }
 
 // pump copies src to dst (nil dst: drop everything), dropping bytes once the
-// connection is dead.
-func (c *proxyConn) pump(dst, src net.Conn) {
+// connection drops that direction (requests: client to server).
+func (c *proxyConn) pump(dst, src net.Conn, requests bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && dst != nil && !c.isDead() {
+		if n > 0 && dst != nil && !c.drops(requests) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -213,10 +232,28 @@ func (c *proxyConn) pump(dst, src net.Conn) {
 	}
 }
 
-func (c *proxyConn) isDead() bool {
+// drop makes the connection drop requests and/or responses from now on.
+func (c *proxyConn) drop(requests, responses bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.dead
+	c.dropRequests = c.dropRequests || requests
+	c.dropResponses = c.dropResponses || responses
+}
+
+func (c *proxyConn) drops(requests bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if requests {
+		return c.dropRequests
+	}
+	return c.dropResponses
+}
+
+// broken: the connection has dropped, or may have dropped, bytes.
+func (c *proxyConn) broken() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dropRequests || c.dropResponses
 }
 
 func (c *proxyConn) reset() {
