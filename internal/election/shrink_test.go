@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/election-manager/election-manager/internal/leaserecord"
 	"github.com/election-manager/election-manager/internal/testutil"
 )
 
@@ -54,7 +55,7 @@ func TestShrinkingTimingsWithALostRenewalResponse(t *testing.T) {
 	var lost *coordinationv1.Lease
 	eventually(t, long.RetryPeriod+5*time.Second, "a's renewal with the short leaseDuration in the lease", func() bool {
 		for _, v := range hist.all() {
-			if HolderOf(v) == "a" && v.Spec.LeaseDurationSeconds != nil && *v.Spec.LeaseDurationSeconds == shortSecs {
+			if leaserecord.Holder(v) == "a" && v.Spec.LeaseDurationSeconds != nil && *v.Spec.LeaseDurationSeconds == shortSecs {
 				lost = v
 				return true
 			}
@@ -97,9 +98,9 @@ func TestShrinkingTimingsWithALostRenewalResponse(t *testing.T) {
 		t.Errorf("b took over %s after the new leaseDuration had passed since the lost renewal, want about at it", late)
 	}
 	acq := acquisition(t, hist, 2)
-	if HolderOf(acq) != "b" || EpochOf(acq) != aTerm.epoch+1 || acq.Annotations[AnnotationAcquiredHow] != string(AcquiredAfterExpiry) {
+	if leaserecord.Holder(acq) != "b" || leaserecord.Epoch(acq) != aTerm.epoch+1 || acq.Annotations[leaserecord.AnnotationAcquiredHow] != string(leaserecord.AfterExpiry) {
 		t.Errorf("takeover: holder %q epoch %d how %q, want b %d AfterExpiry",
-			HolderOf(acq), EpochOf(acq), acq.Annotations[AnnotationAcquiredHow], aTerm.epoch+1)
+			leaserecord.Holder(acq), leaserecord.Epoch(acq), acq.Annotations[leaserecord.AnnotationAcquiredHow], aTerm.epoch+1)
 	}
 	// The recorder checks at the end that a's and b's leading intervals do not overlap.
 }
