@@ -17,9 +17,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/election-manager/election-manager/cmd/elector/app"
+	"github.com/election-manager/election-manager/internal/supervisor"
 )
 
 func main() {
+	// When this process is the guardian of a child's process tree, it is nothing else.
+	supervisor.MaybeRunGuardian()
+
 	opts := app.NewOptions()
 	fs := flag.NewFlagSet("elector", flag.ContinueOnError)
 	opts.BindFlags(fs)

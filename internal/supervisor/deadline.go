@@ -20,8 +20,9 @@ import (
 // Both are absolute times on the monotonic clock, computed from lastRenewal, so a
 // late callback shortens the grace period instead of overrunning the bound.
 
-// KillLatency is the part of the default safety margin for delivering SIGKILL,
-// the kernel tearing the process group down and this process being scheduled.
+// KillLatency is the part of the default safety margin for delivering SIGKILL: the
+// guardian finding the child's process tree and the kernel tearing it down, and
+// this process being scheduled.
 const KillLatency = 500 * time.Millisecond
 
 // DriftAllowance is the part of the default safety margin for clock-rate drift, as a

@@ -1,12 +1,16 @@
 // Package supervisor runs a command only while an elector leads: it starts a child
-// process when a term begins and stops it, SIGTERM then SIGKILL, so that it is dead
-// before anyone else can take the Lease over (see Budget for the rule).
+// process when a term begins and stops it and every process it started, SIGTERM then
+// SIGKILL, so that they are dead before anyone else can take the Lease over (see
+// Budget for the rule). A guardian process (guardian.go) holds the tree, so that it
+// dies with the elector too, however the elector dies.
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"sync"
 	"syscall"
 	"time"
@@ -60,6 +64,9 @@ type (
 
 // New returns a supervisor; Start runs it.
 func New(cfg Config) *Supervisor {
+	if !guardianReady {
+		panic("supervisor: main must call supervisor.MaybeRunGuardian first")
+	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = os.Stdout
 	}
@@ -201,7 +208,7 @@ func (st *state) start() {
 		return
 	}
 	st.cur = c
-	st.log.Info("Started child", "pid", c.pid, "epoch", c.epoch, "command", cfg.Command)
+	st.log.Info("Started child", "pid", c.pid, "guardian", c.guardian.Process.Pid, "epoch", c.epoch, "command", cfg.Command)
 }
 
 // stop sends SIGTERM (the first time) and sets the SIGKILL deadline, which a later
@@ -246,8 +253,13 @@ func (st *state) killNow(c *child, why string) {
 
 func (st *state) exited(ex exited) {
 	c := ex.c
-	// What it left behind in its group does not outlive it.
-	_ = c.signal(syscall.SIGKILL)
+	_ = c.control.Close()
+	var ee *exec.ExitError
+	if errors.As(ex.err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled() {
+		// The guardian itself was killed, and the command with it (parent-death
+		// signal); what is left of the command's process group does not outlive it.
+		_ = syscall.Kill(-c.pid, syscall.SIGKILL)
+	}
 	st.kill.Stop()
 	st.cur = nil
 	st.s.setHealth(nil)
@@ -305,7 +317,7 @@ func (s *Supervisor) setHealth(c *child) {
 		return
 	}
 	cp := *c
-	cp.cmd = nil
+	cp.guardian, cp.control = nil, nil
 	s.health = &cp
 }
 

@@ -2,10 +2,20 @@
 
 package supervisor
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
-// sysProcAttr puts the child in a process group of its own. Only Linux has a
-// parent-death signal: elsewhere a child outlives an elector that is SIGKILLed.
-func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true}
-}
+// Outside Linux there is no child subreaper and no /proc: the guardian reaches the
+// command's process group only, and a process that left it (setsid) escapes.
+
+func guardianPath() (string, error) { return os.Executable() }
+
+func becomeSubreaper() error { return nil }
+
+// commandAttr puts the command in a process group of its own.
+func commandAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+// signalTree sends sig to the command's process group.
+func signalTree(sig syscall.Signal, command int) { _ = syscall.Kill(-command, sig) }

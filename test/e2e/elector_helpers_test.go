@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -257,6 +259,7 @@ type electorArgs struct {
 	http     bool     // --http-addr on a free loopback port
 	election []string // --group NAME, or the lock flags
 	child    []string // flags for the child; nil: no command
+	command  []string // a command instead of the test child
 }
 
 // startElector runs an elector in the cluster's namespace and waits until it joins.
@@ -277,7 +280,10 @@ func (c *cluster) startElector(kids *children, a electorArgs) *elector {
 		e.http = "http://" + addr
 	}
 	args = append(args, a.election...)
-	if a.child != nil {
+	switch {
+	case a.command != nil:
+		args = append(append(args, "--"), a.command...)
+	case a.child != nil:
 		args = append(append(args, "--", kids.child, "-log", kids.log, "-watch", kids.sock), a.child...)
 	}
 	name := a.id
@@ -323,4 +329,80 @@ func poll(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	if err != nil {
 		t.Fatalf("%s: not within %s", what, timeout)
 	}
+}
+
+// processTree is a tree of sleeps an elector supervises: `sh -c script sh FILE`, the
+// script writing the pids to FILE.
+type processTree struct {
+	t    *testing.T
+	file string
+}
+
+// treeSleep is what the tree's processes run: a duration no other program uses.
+const treeSleep = "sleep 1001.5"
+
+// newProcessTree returns the tree's command: a shell that starts two sleeps, one in
+// its process group and one that called setsid, and waits.
+func newProcessTree(t *testing.T) (*processTree, []string) {
+	p := &processTree{t: t, file: filepath.Join(t.TempDir(), "pids")}
+	script := `echo $$ >> "$1"; ` +
+		treeSleep + ` </dev/null >/dev/null 2>&1 & echo $! >> "$1"; ` +
+		`setsid ` + treeSleep + ` </dev/null >/dev/null 2>&1 & echo $! >> "$1"; wait`
+	return p, []string{"sh", "-c", script, "sh", p.file}
+}
+
+// wait waits for the shell and its two sleeps (the second in a session of its
+// own) and returns their pids; the test's cleanup kills any sleep that survives.
+func (p *processTree) wait(timeout time.Duration) []int {
+	p.t.Helper()
+	var pids []int
+	poll(p.t, timeout, "the shell and its two sleeps", func() bool {
+		b, _ := os.ReadFile(p.file)
+		pids = pids[:0]
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return len(pids) == 3 && cmdline(pids[1]) == treeSleep && cmdline(pids[2]) == treeSleep
+	})
+	for _, pid := range pids[1:] {
+		p.t.Cleanup(func() {
+			if cmdline(pid) == treeSleep {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		})
+	}
+	if procStat(p.t, pids[2], 5) == procStat(p.t, pids[0], 5) {
+		p.t.Fatalf("pid %d did not leave the shell's session", pids[2])
+	}
+	return pids
+}
+
+// cmdline is pid's command line, arguments joined by spaces; "" once it is gone.
+func cmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.Join(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00"), " ")
+}
+
+// procStat is field n (1-based, as in proc(5): 3 state, 4 ppid, 5 pgrp, 6 session)
+// of /proc/PID/stat; "" once the process is gone.
+func procStat(t *testing.T, pid, n int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	// comm (field 2) may hold spaces: the fields from 3 on follow the last ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if n < 3 || n-3 >= len(f) {
+		t.Fatalf("no field %d in /proc/%d/stat", n, pid)
+	}
+	return f[n-3]
+}
+
+// alive: the process exists and is not a zombie (dead, waiting to be reaped).
+func alive(t *testing.T, pid int) bool {
+	state := procStat(t, pid, 3)
+	return state != "" && state != "Z" && state != "X"
 }

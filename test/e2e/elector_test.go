@@ -192,6 +192,37 @@ func TestElectorKilledTakesItsChildAlong(t *testing.T) {
 	}
 }
 
+func TestElectorKilledTakesItsWholeTreeAlong(t *testing.T) {
+	// Only the shell is the elector's child's child; one sleep is in its process
+	// group and one called setsid. The kill's share of the safety margin bounds
+	// how long any of them may outlive the elector.
+	c := newCluster(t)
+	kids := newChildren(t)
+	c.group("work", external)
+	tree, command := newProcessTree(t)
+	a := c.startElector(kids, electorArgs{id: "doomed", election: groupArgs("work"), command: command})
+	pids := tree.wait(10 * time.Second)
+
+	killed := time.Now()
+	if err := a.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 5*time.Second, "the whole tree dead", func() bool {
+		for _, pid := range pids {
+			if alive(t, pid) {
+				return false
+			}
+		}
+		return true
+	})
+	took := time.Since(killed)
+	t.Logf("the last of the tree died within %s of the elector's SIGKILL", took)
+	if took > supervisor.KillLatency {
+		t.Errorf("the tree outlived its elector by %s, more than the %s a kill may take", took, supervisor.KillLatency)
+	}
+	a.Wait(t, 10*time.Second)
+}
+
 func TestElectorWithoutAGroupIsRecordedByTheManager(t *testing.T) {
 	c := newCluster(t)
 	kids := newChildren(t)
