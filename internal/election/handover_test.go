@@ -73,6 +73,10 @@ func TestHandOverReservationLapses(t *testing.T) {
 	if _, err := procs[leader].reg.Ensure(key.String(), cfg, Callbacks{}); err != nil {
 		t.Fatal(err)
 	}
+	// Once it has handed over, the old leader leaves: an elector still told to hand
+	// over would take the Lease back after the lapse and hand it over again.
+	eventually(t, 5*time.Second, "the release for "+to, func() bool { return leaserecord.HandedOverTo(hist.last()) == to })
+	procs[leader].reg.Stop(key.String())
 	next := waitLeader(t, rec, key, timings.LeaseDuration+5*time.Second, leader)
 	if next == to {
 		t.Fatalf("%s took the Lease while cut off", to)
