@@ -85,21 +85,21 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, err
 	}
 	lease := groups.Lease(group)
-	block, err := r.blocked(ctx, group, lease)
+	plan, err := r.plan(ctx, group, lease)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.syncElector(ctx, group, lease, block); err != nil {
+	if err := r.syncElector(ctx, group, lease, plan); err != nil {
 		return ctrl.Result{}, err
 	}
 	if !r.Writer.IsLeader() {
 		return ctrl.Result{}, nil
 	}
-	pods, err := r.syncPods(ctx, group, lease, block)
+	pods, err := r.syncPods(ctx, group, lease, plan)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	in, recheck := r.observe(group, lease, block, pods)
+	in, recheck := r.observe(group, lease, plan, pods)
 	status, events := computeStatus(in)
 	if err := r.writeStatus(ctx, group, status, events); err != nil {
 		return ctrl.Result{}, err
@@ -107,20 +107,21 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	return ctrl.Result{RequeueAfter: recheck}, nil
 }
 
-// blocked lists the groups naming the same Lease and says why group cannot run.
-func (r *LeaderGroupReconciler) blocked(ctx context.Context, group *v1alpha1.LeaderGroup, lease types.NamespacedName) (blocked, error) {
+// plan lists the groups naming the same Lease and decides what this instance does
+// for group.
+func (r *LeaderGroupReconciler) plan(ctx context.Context, group *v1alpha1.LeaderGroup, lease types.NamespacedName) (plan, error) {
 	var same v1alpha1.LeaderGroupList
 	if err := r.List(ctx, &same, client.MatchingFields{leaseIndex: lease.String()}); err != nil {
-		return blocked{}, fmt.Errorf("listing the groups on Lease %s: %w", lease, err)
+		return plan{}, fmt.Errorf("listing the groups on Lease %s: %w", lease, err)
 	}
-	return blockedBy(group, lease, r.ExternalLeaseNamespaces, r.Pods != nil, same.Items), nil
+	return planFor(group, blockedBy(group, lease, r.ExternalLeaseNamespaces, r.Pods != nil, same.Items)), nil
 }
 
-// syncElector runs this instance's elector in a Manager group that may run, and stops
-// it (releasing the Lease if it leads) otherwise.
-func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1.LeaderGroup, lease types.NamespacedName, block blocked) error {
+// syncElector runs this instance's elector when the plan says so, and stops it
+// (releasing the Lease if it leads) otherwise.
+func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1.LeaderGroup, lease types.NamespacedName, plan plan) error {
 	key := client.ObjectKeyFromObject(group).String()
-	if group.Spec.Candidates.Source != v1alpha1.SourceManager || block.reason != "" {
+	if !plan.runElector {
 		r.Electors.Stop(key)
 		return nil
 	}
@@ -175,9 +176,9 @@ func (r *LeaderGroupReconciler) checkSplitBrain(group *v1alpha1.LeaderGroup, min
 
 // observe gathers what the status is computed from, and when to look again: when
 // the holder or a candidate would expire on this observer's clock.
-func (r *LeaderGroupReconciler) observe(group *v1alpha1.LeaderGroup, lease types.NamespacedName, block blocked, pods *podsView) (statusInput, time.Duration) {
+func (r *LeaderGroupReconciler) observe(group *v1alpha1.LeaderGroup, lease types.NamespacedName, plan plan, pods *podsView) (statusInput, time.Duration) {
 	now := r.Clock.Now()
-	in := statusInput{group: group, lease: lease, blocked: block, now: now}
+	in := statusInput{group: group, lease: lease, blocked: plan.blocked, now: now}
 	var next time.Time
 	switch group.Spec.Candidates.Source {
 	case v1alpha1.SourceManager:
@@ -185,9 +186,7 @@ func (r *LeaderGroupReconciler) observe(group *v1alpha1.LeaderGroup, lease types
 	case v1alpha1.SourcePods:
 		in.candidates = []v1alpha1.CandidateStatus{}
 	}
-	// A suspended group is still observed, so that its release is recorded; only
-	// External groups stop being observed (nobody here releases for them).
-	if block.reason != "" && !(block.reason == v1alpha1.ReasonSuspended && group.Spec.Candidates.Source != v1alpha1.SourceExternal) {
+	if !plan.observe {
 		return in, until(now, next)
 	}
 	obs := &observation{lease: r.Leases.Get(lease), now: now}

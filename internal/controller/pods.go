@@ -27,11 +27,10 @@ type podsView struct {
 	renewIn    time.Duration
 }
 
-// syncPods holds a Pods group's Lease for its chosen pod. Only the status writer
-// calls it; it does nothing for other sources or a blocked group.
-func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.LeaderGroup, lease types.NamespacedName, block blocked) (*podsView, error) {
-	suspended := block.reason == v1alpha1.ReasonSuspended
-	if group.Spec.Candidates.Source != v1alpha1.SourcePods || (block.reason != "" && !suspended) {
+// syncPods holds a Pods group's Lease for its chosen pod when the plan says so.
+// Only the status writer calls it.
+func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.LeaderGroup, lease types.NamespacedName, plan plan) (*podsView, error) {
+	if !plan.holdPods {
 		return nil, nil
 	}
 	selector, err := metav1.LabelSelectorAsSelector(group.Spec.Candidates.PodSelector)
@@ -46,7 +45,7 @@ func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.Le
 	written, renewIn, err := r.Pods.Sync(ctx, podsource.Group{
 		Lease: lease, Pods: pods.Items, Current: current,
 		Expired:       r.podsLeaseExpired(lease, current, group.Spec.LeaseDuration.Duration),
-		Suspended:     suspended,
+		Suspended:     plan.suspended(),
 		Preferred:     group.Spec.PreferredHolder,
 		LeaseDuration: group.Spec.LeaseDuration.Duration, RetryPeriod: group.Spec.RetryPeriod.Duration,
 		Owner:      ownerReference(group),
