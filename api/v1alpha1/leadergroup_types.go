@@ -211,7 +211,13 @@ type HistoryEntry struct {
 	// +optional
 	EndReason EndReason `json:"endReason,omitempty"`
 
-	// leaderlessFor is how long nobody held the lease before this term.
+	// leaderlessFor is how long nobody held the lease before this term: from when
+	// the previous term ended to this term's acquireTime. Both instants are the
+	// writers' own records where they wrote one (the releaser's released-at, the
+	// acquirer's acquireTime), so it is exact on one machine and subject to clock
+	// offset between machines; where the end was not recorded, the end is when the
+	// status writer saw it (an expiry: when the lease expired on the status writer's
+	// clock). Absent when unknown.
 	// +optional
 	LeaderlessFor *metav1.Duration `json:"leaderlessFor,omitempty"`
 
