@@ -98,3 +98,58 @@ func TestReplacedLeaseEndsLeadershipAtOnce(t *testing.T) {
 		t.Errorf("a stopped leading %s after its Lease was replaced, want at once (within %s), not at its renew deadline", stopped, time.Second+slack)
 	}
 }
+
+// The Lease deleted and created again empty by someone else (kubectl replace
+// --force, a GitOps tool, a restore): the new object looks never held. A follower
+// that saw the old one must neither take it at once — the old holder may still
+// lead — nor start the epochs again; the old leader stops at once.
+func TestRecreatedEmptyLeaseIsNotTakenAtOnce(t *testing.T) {
+	ns := newNamespace(t)
+	key := types.NamespacedName{Namespace: ns, Name: "lock"}
+	rec := newRecorder(t)
+	a := startProcess(t, "a", rec, ns)
+	a.join(t, key, fast)
+	waitLeader(t, rec, key, 10*time.Second, "")
+	a.reg.Stop(key.String())
+	a.join(t, key, fast)
+	eventually(t, 10*time.Second, "a leading again", func() bool { return rec.leader(key.String()) == "a" })
+	epoch := lastTerm(t, rec, key, "a").epoch
+	b := startProcess(t, "b", rec, ns)
+	b.join(t, key, fast)
+	eventually(t, 5*time.Second, "b following a", func() bool { return b.leases.Get(key) != nil })
+
+	leases := admin.CoordinationV1().Leases(ns)
+	if err := leases.Delete(context.Background(), key.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	replaced := time.Now()
+	if _, err := leases.Create(context.Background(), &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, fast.LeaseDuration+10*time.Second, "a new leader", func() bool {
+		id := rec.leader(key.String())
+		return id != "" && lastTerm(t, rec, key, id).start.After(replaced)
+	})
+	next := rec.terms(key.String())
+	term := next[len(next)-1]
+	if term.epoch <= epoch {
+		t.Errorf("%s leads the re-created Lease at epoch %d, not above %d", term.id, term.epoch, epoch)
+	}
+	if waited := term.start.Sub(replaced); waited < fast.LeaseDuration-slack {
+		t.Errorf("%s took the re-created Lease %s after the replacement, before leaseDuration %s: a could still lead", term.id, waited, fast.LeaseDuration)
+	}
+	if stopped := lastTermBefore(rec, key, "a", replaced).end.Sub(replaced); stopped > fast.RetryPeriod+slack {
+		t.Errorf("a stopped %s after its Lease was replaced, want at once", stopped)
+	}
+}
+
+// lastTermBefore is id's last term that started before t.
+func lastTermBefore(rec *recorder, key types.NamespacedName, id string, t time.Time) interval {
+	var out interval
+	for _, term := range rec.terms(key.String()) {
+		if term.id == id && term.start.Before(t) {
+			out = term
+		}
+	}
+	return out
+}

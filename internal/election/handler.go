@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -14,31 +13,25 @@ import (
 // The process's Tracker has seen each change before fn does. The returned synced
 // tells when fn has been handed every Lease that existed when it was added.
 func (li *LeaseInformer) AddEventHandler(fn func(old, cur *coordinationv1.Lease)) (synced func() bool, err error) {
-	lease := func(obj any) *coordinationv1.Lease {
-		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = d.Obj
-		}
-		l, _ := obj.(*coordinationv1.Lease)
-		return l
-	}
 	var regs []cache.ResourceEventHandlerRegistration
 	for _, inf := range li.informers {
 		reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc: func(obj any) {
-				if l := lease(obj); l != nil {
-					li.tracker.Since(key(l), l)
+				if l, _ := leaseOf(obj); l != nil {
+					li.tracker.Since(keyOf(l), l)
 					fn(nil, l)
 				}
 			},
 			UpdateFunc: func(oldObj, obj any) {
-				if l := lease(obj); l != nil {
-					li.tracker.Since(key(l), l)
-					fn(lease(oldObj), l)
+				if l, _ := leaseOf(obj); l != nil {
+					li.tracker.Since(keyOf(l), l)
+					old, _ := leaseOf(oldObj)
+					fn(old, l)
 				}
 			},
 			DeleteFunc: func(obj any) {
-				if l := lease(obj); l != nil {
-					li.tracker.Delete(key(l), l)
+				if l, unknown := leaseOf(obj); l != nil {
+					li.tracker.Delete(keyOf(l), l, unknown)
 					fn(l, nil)
 				}
 			},
@@ -56,8 +49,4 @@ func (li *LeaseInformer) AddEventHandler(fn func(old, cur *coordinationv1.Lease)
 		}
 		return true
 	}, nil
-}
-
-func key(l *coordinationv1.Lease) types.NamespacedName {
-	return types.NamespacedName{Namespace: l.Namespace, Name: l.Name}
 }

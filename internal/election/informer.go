@@ -197,16 +197,13 @@ func (li *LeaseInformer) unsubscribe(key types.NamespacedName, wake chan struct{
 
 // notify runs on the informer's handler goroutine for every add, update and delete.
 func (li *LeaseInformer) notify(obj any, deleted bool) {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	l, ok := obj.(*coordinationv1.Lease)
-	if !ok {
+	l, unknown := leaseOf(obj)
+	if l == nil {
 		return
 	}
-	key := types.NamespacedName{Namespace: l.Namespace, Name: l.Name}
+	key := keyOf(l)
 	if deleted {
-		li.tracker.Delete(key, l)
+		li.tracker.Delete(key, l, unknown)
 	} else {
 		li.tracker.Since(key, l)
 	}
@@ -225,4 +222,18 @@ func (li *LeaseInformer) subscribers(key types.NamespacedName) int {
 	li.mu.Lock()
 	defer li.mu.Unlock()
 	return len(li.subs[key])
+}
+
+// leaseOf unwraps an informer event's object. unknown: a deletion the informer
+// learned of by a relist, carrying only the last state it knew, not the final one.
+func leaseOf(obj any) (l *coordinationv1.Lease, unknown bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj, unknown = d.Obj, true
+	}
+	l, _ = obj.(*coordinationv1.Lease)
+	return l, unknown
+}
+
+func keyOf(l *coordinationv1.Lease) types.NamespacedName {
+	return types.NamespacedName{Namespace: l.Namespace, Name: l.Name}
 }

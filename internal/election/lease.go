@@ -23,8 +23,12 @@ type followerView struct {
 	// this process first saw cur as it is.
 	cur   *coordinationv1.Lease
 	since time.Time
-	// gone is set when this process saw the Lease deleted (and still remembers it).
+	// gone is set when this process saw the Lease object before cur (or before it
+	// went missing) deleted or replaced, and still remembers it.
 	gone *leaserecord.Tombstone
+	// behind: cur's epoch is below one the election already handed out, so cur is a
+	// Lease re-created by someone else (or a view older than our own writes).
+	behind bool
 	// heldBefore: the election has had a holder before (this process saw an epoch,
 	// or the group recorded one), so an absent Lease was deleted, maybe under a
 	// leader this process never saw. missingSince is when this elector first found
@@ -55,6 +59,19 @@ func decideFollower(now time.Time, self string, v followerView, fallback time.Du
 		return followerStep{create: true, how: leaserecord.Elected}
 	}
 	cur := v.cur
+	if v.gone != nil && now.Before(v.gone.Until(fallback)) {
+		// A new object in place of one whose holder may still lead: wait it out,
+		// whatever the new record says.
+		return followerStep{retryAt: v.gone.Until(fallback)}
+	}
+	if v.behind && leaserecord.Holder(cur) == "" {
+		// An empty record below the known epochs: the Lease was re-created, maybe
+		// under a leader this process never saw go. Wait a leaseDuration from
+		// first seeing it, as for a missing Lease.
+		if wait := v.since.Add(fallback); now.Before(wait) {
+			return followerStep{retryAt: wait}
+		}
+	}
 	exp := v.since.Add(leaserecord.Duration(cur, fallback))
 	if leaserecord.Holder(cur) == "" {
 		switch to := leaserecord.HandedOverTo(cur); {

@@ -113,14 +113,25 @@ func (l *loop) step(ctx context.Context, now time.Time) time.Time {
 		return next
 	}
 
-	v, ok := l.view(now, cfg)
-	if !ok {
-		return now.Add(cfg.RetryPeriod) // the epoch floor is unknown: not safe to create
-	}
+	v := l.view(now)
 	if l.inflight != nil {
 		return time.Time{}
 	}
 	d := decideFollower(now, e.id, v, cfg.LeaseDuration)
+	if (d.create || d.acquire) && cfg.EpochFloor != nil {
+		// About to hand out an epoch: first learn the highest the group recorded,
+		// which a Lease deleted or re-created before this process saw it may be below.
+		floor, err := cfg.EpochFloor()
+		if err != nil {
+			l.logger.V(2).Info("Not taking the lease yet: cannot read the epoch floor", "err", err)
+			return now.Add(cfg.RetryPeriod)
+		}
+		if floor > l.maxEpoch {
+			l.maxEpoch = floor
+			v = l.view(now)
+			d = decideFollower(now, e.id, v, cfg.LeaseDuration)
+		}
+	}
 	if !d.create && !d.acquire {
 		return d.retryAt
 	}
@@ -137,40 +148,38 @@ func (l *loop) step(ctx context.Context, now time.Time) time.Time {
 		// one more than the highest epoch known, so the epoch does not go back.
 		l.startWrite(ctx, writeCreate, leaserecord.Create(e.key, cfg.writer(), now, l.maxEpoch+1), leaserecord.Elected, now, until, until)
 	} else {
-		l.startWrite(ctx, writeAcquire, leaserecord.Acquire(cur, cfg.writer(), now, d.how), d.how, now, until, until)
+		l.startWrite(ctx, writeAcquire, leaserecord.Acquire(cur, cfg.writer(), now, d.how, l.maxEpoch), d.how, now, until, until)
 	}
 	return time.Time{}
 }
 
 // view is what a follower decides on: the informer's Lease and when it was first
-// seen, or, when it is missing, what is known of its past. ok is false when the
-// epoch floor cannot be read: creating the Lease must wait.
-func (l *loop) view(now time.Time, cfg *Config) (v followerView, ok bool) {
+// seen, what is known of Lease objects gone before it, and the highest epoch known.
+func (l *loop) view(now time.Time) (v followerView) {
 	e, tracker := l.e, l.e.leases.Tracker()
+	g, gone := tracker.Gone(e.key)
+	if gone {
+		l.maxEpoch = max(l.maxEpoch, leaserecord.Epoch(g.Lease))
+	}
 	if v.cur = e.leases.Get(e.key); v.cur != nil {
 		v.since = tracker.Since(e.key, v.cur)
 		l.observe(v.cur, now)
 		l.missingSince = time.Time{}
-		return v, true
+		if gone && g.Lease.UID != v.cur.UID {
+			v.gone = &g // the object was replaced: its holder may still lead
+		}
+		v.behind = leaserecord.Epoch(v.cur) < l.maxEpoch
+		return v
 	}
 	l.observe(nil, now)
 	if l.missingSince.IsZero() {
 		l.missingSince = now
 	}
-	if g, gone := tracker.Gone(e.key); gone {
+	if gone {
 		v.gone = &g
-		l.maxEpoch = max(l.maxEpoch, leaserecord.Epoch(g.Lease))
-	}
-	if cfg.EpochFloor != nil {
-		floor, err := cfg.EpochFloor()
-		if err != nil {
-			l.logger.V(2).Info("Not creating the lease: cannot read the epoch floor", "err", err)
-			return v, false
-		}
-		l.maxEpoch = max(l.maxEpoch, floor)
 	}
 	v.heldBefore, v.missingSince = l.maxEpoch > 0, l.missingSince
-	return v, true
+	return v
 }
 
 // leaderStep renews when it is time; it reports leading=false when the elector
@@ -180,10 +189,10 @@ func (l *loop) leaderStep(ctx context.Context, now time.Time, cfg *Config) (next
 	switch {
 	case !leading:
 		return time.Time{}, false
-	case l.inflight != nil:
-		return until, true
 	case l.replaced():
 		return time.Time{}, false
+	case l.inflight != nil:
+		return until, true
 	case l.renewConflict && !l.resolveConflict():
 		leading, _ = l.e.leadingState()
 		return until, leading
@@ -206,21 +215,29 @@ func (l *loop) leaderStep(ctx context.Context, now time.Time, cfg *Config) (next
 	return until, true
 }
 
-// replaced ends leadership when the informer shows our Lease deleted or replaced by
-// another object (deleted and created again): whatever that record says, it is no
-// longer our term, and its epochs may not continue ours.
+// replaced ends leadership as soon as the informer shows our term is over: the
+// Lease deleted, replaced by another object (deleted and created again), or
+// written by someone else at our epoch or later (a takeover, or a holder cleared by
+// hand). Whatever that record says, it is no longer our term, and a new object's
+// epochs may not continue ours. A version older than our term is the informer
+// lagging behind our own writes.
 func (l *loop) replaced() bool {
 	e := l.e
 	if l.own == nil {
 		return false
 	}
 	cur := e.leases.Get(e.key)
-	if cur != nil && cur.UID != l.own.UID {
+	switch {
+	case cur == nil:
+		if g, gone := e.leases.Tracker().Gone(e.key); gone && g.Lease.UID == l.own.UID {
+			l.lose("Lease deleted")
+			return true
+		}
+	case cur.UID != l.own.UID:
 		l.lose("Lease replaced by another object", "holder", leaserecord.Holder(cur), "holderEpoch", leaserecord.Epoch(cur))
 		return true
-	}
-	if g, gone := e.leases.Tracker().Gone(e.key); cur == nil && gone && g.Lease.UID == l.own.UID {
-		l.lose("Lease deleted")
+	case !leaserecord.Names(cur, e.id, l.epoch) && leaserecord.Epoch(cur) >= l.epoch:
+		l.lose("Lease taken over", "holder", leaserecord.Holder(cur), "holderEpoch", leaserecord.Epoch(cur))
 		return true
 	}
 	return false

@@ -138,10 +138,12 @@ func Create(key types.NamespacedName, w Writer, now time.Time, epoch int32) *coo
 	return l
 }
 
-// Acquire is cur taken over by w at now: the epoch grows by one, whoever held it
-// before (the same identity too), and the annotations say how. cur is the version
-// read: the write is guarded by its resourceVersion.
-func Acquire(cur *coordinationv1.Lease, w Writer, now time.Time, how How) *coordinationv1.Lease {
+// Acquire is cur taken over by w at now: the epoch becomes one more than both cur's
+// and above (the highest epoch the election is known to have handed out, which a
+// re-created Lease may be below), whoever held it before (the same identity too),
+// and the annotations say how. cur is the version read: the write is guarded by
+// its resourceVersion.
+func Acquire(cur *coordinationv1.Lease, w Writer, now time.Time, how How, above int32) *coordinationv1.Lease {
 	l := outgoing(cur)
 	w.stamp(l)
 	setAnnotation(l, AnnotationAcquiredHow, string(how))
@@ -152,7 +154,7 @@ func Acquire(cur *coordinationv1.Lease, w Writer, now time.Time, how How) *coord
 		delete(l.Annotations, AnnotationReleasedBy)
 		delete(l.Annotations, AnnotationReleasedAt)
 	}
-	id, t, epoch := w.Identity, metav1.NewMicroTime(now), Epoch(cur)+1
+	id, t, epoch := w.Identity, metav1.NewMicroTime(now), max(Epoch(cur), above)+1
 	l.Spec.HolderIdentity, l.Spec.LeaseTransitions = &id, &epoch
 	l.Spec.LeaseDurationSeconds = w.seconds()
 	l.Spec.AcquireTime, l.Spec.RenewTime = &t, &t

@@ -43,15 +43,15 @@ func TestEveryWriteDecodes(t *testing.T) {
 	}{
 		{"released", Release(renewed, "a", t0.Add(2*time.Second)), "", v1alpha1.EndReleased, t0.Add(2 * time.Second)},
 		{"handed over", HandOver(renewed, "a", "b", t0.Add(2*time.Second), 6*time.Second), "", v1alpha1.EndHandover, t0.Add(2 * time.Second)},
-		{"released, then acquired", Acquire(stored(Release(renewed, "a", t0.Add(2*time.Second)), "3"), writer("b"), t0.Add(3*time.Second), AfterRelease),
+		{"released, then acquired", Acquire(stored(Release(renewed, "a", t0.Add(2*time.Second)), "3"), writer("b"), t0.Add(3*time.Second), AfterRelease, 0),
 			v1alpha1.StartAfterRelease, v1alpha1.EndReleased, t0.Add(2 * time.Second)},
-		{"handed over, then taken", Acquire(stored(HandOver(renewed, "a", "b", t0.Add(2*time.Second), 6*time.Second), "3"), writer("b"), t0.Add(3*time.Second), Handover),
+		{"handed over, then taken", Acquire(stored(HandOver(renewed, "a", "b", t0.Add(2*time.Second), 6*time.Second), "3"), writer("b"), t0.Add(3*time.Second), Handover, 0),
 			v1alpha1.StartHandover, v1alpha1.EndHandover, t0.Add(2 * time.Second)},
-		{"expired, taken over", Acquire(renewed, writer("b"), t0.Add(20*time.Second), AfterExpiry),
+		{"expired, taken over", Acquire(renewed, writer("b"), t0.Add(20*time.Second), AfterExpiry, 0),
 			v1alpha1.StartAfterExpiry, v1alpha1.EndExpired, time.Time{}},
-		{"the same identity again after a loss", Acquire(renewed, writer("a"), t0.Add(20*time.Second), AfterExpiry),
+		{"the same identity again after a loss", Acquire(renewed, writer("a"), t0.Add(20*time.Second), AfterExpiry, 0),
 			v1alpha1.StartAfterExpiry, v1alpha1.EndExpired, time.Time{}},
-		{"handed over but taken by another after the reservation", Acquire(stored(HandOver(renewed, "a", "b", t0.Add(2*time.Second), 6*time.Second), "3"), writer("c"), t0.Add(9*time.Second), AfterRelease),
+		{"handed over but taken by another after the reservation", Acquire(stored(HandOver(renewed, "a", "b", t0.Add(2*time.Second), 6*time.Second), "3"), writer("c"), t0.Add(9*time.Second), AfterRelease, 0),
 			v1alpha1.StartAfterRelease, v1alpha1.EndReleased, t0.Add(2 * time.Second)},
 		{"deleted", nil, "", v1alpha1.EndUnknown, time.Time{}},
 	}
@@ -99,7 +99,7 @@ func TestCreate(t *testing.T) {
 func TestAcquireKeepsOnlyWhatDescribesThisTransition(t *testing.T) {
 	cur := stored(Release(stored(Create(key, writer("b"), t0, 4), "1"), "b", t0), "7")
 	before := cur.DeepCopy()
-	l := Acquire(cur, writer("a"), t0.Add(time.Second), AfterRelease)
+	l := Acquire(cur, writer("a"), t0.Add(time.Second), AfterRelease, 0)
 	if l.ResourceVersion != "7" {
 		t.Errorf("resourceVersion %q: the write must be guarded by the version read", l.ResourceVersion)
 	}
@@ -112,7 +112,7 @@ func TestAcquireKeepsOnlyWhatDescribesThisTransition(t *testing.T) {
 	if !SameRecord(before, cur) || len(before.Annotations) != len(cur.Annotations) {
 		t.Errorf("the input was modified")
 	}
-	expired := Acquire(l, writer("c"), t0.Add(time.Minute), AfterExpiry)
+	expired := Acquire(l, writer("c"), t0.Add(time.Minute), AfterExpiry, 0)
 	if _, kept := expired.Annotations[AnnotationReleasedBy]; kept {
 		t.Errorf("after an expiry the older release annotations must go: %v", expired.Annotations)
 	}
@@ -173,5 +173,16 @@ func TestNamesAndNeverHeld(t *testing.T) {
 	}
 	if !NeverHeld(&coordinationv1.Lease{}) || NeverHeld(Release(l, "a", t0)) {
 		t.Errorf("NeverHeld confuses an empty Lease with a released one")
+	}
+}
+
+func TestAcquireStartsAboveTheKnownEpochs(t *testing.T) {
+	recreated := stored(&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "lock"}}, "1")
+	if l := Acquire(recreated, writer("a"), t0, Elected, 7); Epoch(l) != 8 {
+		t.Errorf("a Lease re-created empty, acquired above 7: epoch %d, want 8", Epoch(l))
+	}
+	held := stored(Create(key, writer("b"), t0, 9), "2")
+	if l := Acquire(held, writer("a"), t0, AfterExpiry, 7); Epoch(l) != 10 {
+		t.Errorf("acquired at 9 above 7: epoch %d, want 10", Epoch(l))
 	}
 }

@@ -9,15 +9,16 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// tombstoneBound caps how long a deleted record is remembered when it names no
-// duration: a memory bound, far above any election's leaseDuration.
+// tombstoneBound caps how long a deleted record is remembered: a memory bound, far
+// above any election's leaseDuration.
 const tombstoneBound = time.Hour
 
 // Tracker remembers, for each Lease, when this process first saw its current record
-// on its own clock, and the last record of each Lease it saw deleted. Expiry is
-// counted from there, as client-go's electors count it, so that clock skew between
-// the holder and the observer does not matter. One Tracker serves a process: the
-// informer feeds it, and electors and the controller read it.
+// on its own clock, and the last record of each Lease object it saw go (deleted, or
+// replaced by another object of the same name). Expiry is counted from there, as
+// client-go's electors count it, so that clock skew between the holder and the
+// observer does not matter. One Tracker serves a process: the informer feeds it,
+// and electors and the controller read it.
 type Tracker struct {
 	clock clock.PassiveClock
 
@@ -32,10 +33,26 @@ type seenRecord struct {
 	at   time.Time
 }
 
-// Tombstone is a Lease seen deleted: its last record, and when (local clock).
+// Tombstone is a Lease object seen gone: its last known record, and when (local
+// clock). Unknown: the informer lost track (a relist) and the record is only the
+// last one it knew, not the final one.
 type Tombstone struct {
-	Lease *coordinationv1.Lease
-	At    time.Time
+	Lease   *coordinationv1.Lease
+	At      time.Time
+	Unknown bool
+}
+
+// Until is when the gone record's holder stops leading at the latest: its Duration
+// (fallback when it names none) after it was seen gone. A final state that is not
+// known counts as held, for at least the election's own duration.
+func (g Tombstone) Until(fallback time.Duration) time.Time {
+	switch {
+	case g.Unknown:
+		return g.At.Add(max(Duration(g.Lease, fallback), fallback))
+	case Holder(g.Lease) == "":
+		return g.At
+	}
+	return g.At.Add(Duration(g.Lease, fallback))
 }
 
 // NewTracker returns an empty tracker reading c.
@@ -49,38 +66,56 @@ func (t *Tracker) Clock() clock.PassiveClock { return t.clock }
 // Since is when this process first saw the record l of key as it is (spec and
 // object); a record not seen before is seen now. Handlers call it for every
 // version they get, and readers for the version they read (which a cache may hold
-// before its event is handled): the first call starts the clock.
+// before its event is handled): the first call starts the clock. A new object in
+// place of one seen before makes a tombstone of the old one: it is gone, and its
+// holder may still lead. A late copy of an object already gone changes nothing.
 func (t *Tracker) Since(key types.NamespacedName, l *coordinationv1.Lease) time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.gone, key)
+	now := t.clock.Now()
+	if g, gone := t.gone[key]; gone && l.UID != "" && g.Lease.UID == l.UID {
+		return now // a reader behind the deletion
+	}
 	prev, known := t.seen[key]
 	if known && prev.uid == l.UID && SameRecord(&coordinationv1.Lease{Spec: prev.spec}, l) {
 		return prev.at
 	}
-	now := t.clock.Now()
+	if known && prev.uid != l.UID {
+		t.bury(key, &coordinationv1.Lease{ObjectMeta: l.ObjectMeta, Spec: prev.spec}, prev.uid, now, false)
+	}
 	t.seen[key] = seenRecord{spec: *l.Spec.DeepCopy(), uid: l.UID, at: now}
 	return now
 }
 
-// Delete records that the Lease key was deleted, last being its final record, and
-// tells whether it was known. Expired tombstones are pruned here.
-func (t *Tracker) Delete(key types.NamespacedName, last *coordinationv1.Lease) bool {
+// Delete records that the Lease key was deleted, last being its final record (or,
+// with unknown, only the last one this process knew). It tells whether the object
+// was the one known; a late event about an object already replaced changes nothing.
+// Tombstones past tombstoneBound are pruned here.
+func (t *Tracker) Delete(key types.NamespacedName, last *coordinationv1.Lease, unknown bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	prev, known := t.seen[key]
 	if known && prev.uid != last.UID {
-		return false // a late event about an object already replaced
+		return false
 	}
 	delete(t.seen, key)
 	now := t.clock.Now()
-	t.gone[key] = Tombstone{Lease: last.DeepCopy(), At: now}
+	t.bury(key, last.DeepCopy(), last.UID, now, unknown)
 	for k, g := range t.gone {
-		if !now.Before(g.At.Add(Duration(g.Lease, tombstoneBound))) {
+		if !now.Before(g.At.Add(tombstoneBound)) {
 			delete(t.gone, k)
 		}
 	}
 	return known
+}
+
+// bury keeps the newest gone object of key; the first sighting of its end counts.
+func (t *Tracker) bury(key types.NamespacedName, l *coordinationv1.Lease, uid types.UID, at time.Time, unknown bool) {
+	if g, ok := t.gone[key]; ok && g.Lease.UID == uid && uid != "" {
+		return
+	}
+	l.UID = uid
+	t.gone[key] = Tombstone{Lease: l, At: at, Unknown: unknown}
 }
 
 // Expiry is when l's holder expires on this clock: its Duration (fallback when the
@@ -93,23 +128,14 @@ func (t *Tracker) Expiry(key types.NamespacedName, l *coordinationv1.Lease, fall
 	return t.Since(key, l).Add(Duration(l, fallback)), true
 }
 
-// Gone returns the last record of key if this process saw it deleted (within
-// tombstoneBound): its epoch must not be handed out again, and its holder may
-// lead until Until.
+// Gone returns the last Lease object of key this process saw go (within
+// tombstoneBound): its epoch must not be handed out again, and its holder may lead
+// until Until.
 func (t *Tracker) Gone(key types.NamespacedName) (Tombstone, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	g, ok := t.gone[key]
 	return g, ok
-}
-
-// Until is when the deleted record's holder stops leading at the latest: its
-// Duration (fallback when it names none) after the deletion was seen.
-func (g Tombstone) Until(fallback time.Duration) time.Time {
-	if Holder(g.Lease) == "" {
-		return g.At
-	}
-	return g.At.Add(Duration(g.Lease, fallback))
 }
 
 // Size counts the Leases and tombstones remembered (tests and metrics).

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 )
@@ -45,7 +46,7 @@ func TestTrackerRemembersAndForgetsDeletions(t *testing.T) {
 	l.UID = "u1"
 	tr.Since(key, l)
 	clk.SetTime(t0.Add(time.Second))
-	if !tr.Delete(key, l) {
+	if !tr.Delete(key, l, false) {
 		t.Errorf("Delete of a known Lease reported unknown")
 	}
 	g, ok := tr.Gone(key)
@@ -53,14 +54,22 @@ func TestTrackerRemembersAndForgetsDeletions(t *testing.T) {
 		t.Fatalf("tombstone %+v %v, want epoch 3 until +16s", g, ok)
 	}
 
-	// A late delete of an older object does not bury a newer one.
+	// A reader behind the deletion (another handler, an older copy) does not bring
+	// the deleted object back.
+	tr.Since(key, l)
+	if g, ok := tr.Gone(key); !ok || g.Lease.UID != "u1" {
+		t.Errorf("a late copy of the deleted object erased its tombstone")
+	}
+
+	// A new object: the old one's tombstone stays (its holder may still lead), and
+	// a late delete of the old object does not bury the new one.
 	newer := l.DeepCopy()
 	newer.UID = "u2"
 	tr.Since(key, newer)
-	if _, ok := tr.Gone(key); ok {
-		t.Errorf("a new object did not clear the tombstone")
+	if g, ok := tr.Gone(key); !ok || g.Lease.UID != "u1" {
+		t.Errorf("a new object erased the old one's tombstone")
 	}
-	if tr.Delete(key, l) {
+	if tr.Delete(key, l, false) {
 		t.Errorf("a stale delete counted")
 	}
 	if seen, _ := tr.Size(); seen != 1 {
@@ -68,12 +77,47 @@ func TestTrackerRemembersAndForgetsDeletions(t *testing.T) {
 	}
 
 	// Tombstones go once no reader can need them.
-	tr.Delete(key, newer)
+	tr.Delete(key, newer, false)
 	clk.SetTime(t0.Add(2 * time.Hour))
 	other := stored(Create(key, writer("a"), t0, 1), "5")
 	other.Name = "other"
-	tr.Delete(types.NamespacedName{Namespace: "ns", Name: "other"}, other) // prunes the expired ones
+	tr.Delete(types.NamespacedName{Namespace: "ns", Name: "other"}, other, false) // prunes the expired ones
 	if seen, gone := tr.Size(); seen != 0 || gone != 1 {
 		t.Errorf("after pruning: %d seen, %d tombstones, want 0 and 1 (only the newest)", seen, gone)
+	}
+}
+
+// A Lease replaced by another object of the same name without a delete event (a
+// relist) is buried like a deleted one.
+func TestTrackerBuriesAReplacedObject(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(t0)
+	tr := NewTracker(clk)
+	old := stored(Create(key, writer("a"), t0, 7), "1")
+	old.UID = "u1"
+	tr.Since(key, old)
+	clk.SetTime(t0.Add(time.Second))
+	fresh := &coordinationv1.Lease{}
+	fresh.Namespace, fresh.Name, fresh.UID = "ns", "lock", "u2"
+	tr.Since(key, fresh)
+	g, ok := tr.Gone(key)
+	if !ok || g.Lease.UID != "u1" || Epoch(g.Lease) != 7 || !g.Until(time.Minute).Equal(t0.Add(16*time.Second)) {
+		t.Errorf("tombstone of the replaced object %+v %v, want u1 at epoch 7 until +16s", g, ok)
+	}
+}
+
+// A deletion learned of by a relist carries only the last state known: even a
+// released one counts as held, for at least the election's own duration.
+func TestTrackerUnknownFinalStateCountsAsHeld(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(t0)
+	tr := NewTracker(clk)
+	released := stored(Release(stored(Create(key, writer("a"), t0, 5), "1"), "a", t0), "2")
+	tr.Delete(key, released, true)
+	g, _ := tr.Gone(key)
+	if want := t0.Add(15 * time.Second); !g.Until(15*time.Second).Equal(want) {
+		t.Errorf("unknown final state until %v, want %v", g.Until(15*time.Second), want)
+	}
+	tr.Delete(key, released, false)
+	if g, _ := tr.Gone(key); !g.Until(15 * time.Second).Equal(t0) {
+		t.Errorf("a known release is free at once, got until %v", g.Until(15*time.Second))
 	}
 }

@@ -120,15 +120,15 @@ func (h *Holder) writeLease(ctx context.Context, g Group, want, holder string, n
 		}
 		next = leaserecord.Renew(cur, w, now)
 	case g.Expired || leaserecord.Holder(cur) == "":
-		next = leaserecord.Acquire(cur, w, now, leaserecord.TakeoverHow(cur))
+		next = leaserecord.Acquire(cur, w, now, leaserecord.TakeoverHow(cur), g.EpochFloor)
 	case want == g.Preferred && canLeadNamed(g.Pods, holder):
 		// A Ready leader gives way to the preferred pod: a handover, in one write.
 		released := leaserecord.HandOver(cur, holder, want, now, g.LeaseDuration)
-		next = leaserecord.Acquire(released, w, now, leaserecord.Handover)
+		next = leaserecord.Acquire(released, w, now, leaserecord.Handover, g.EpochFloor)
 	default:
 		// The leader can no longer lead: the manager releases for it and moves the
 		// Lease in one write, which tells observers both.
-		next = leaserecord.Acquire(leaserecord.Release(cur, holder, now), w, now, leaserecord.AfterRelease)
+		next = leaserecord.Acquire(leaserecord.Release(cur, holder, now), w, now, leaserecord.AfterRelease, g.EpochFloor)
 	}
 	updated, err := leases.Update(ctx, next, metav1.UpdateOptions{})
 	if err != nil {
