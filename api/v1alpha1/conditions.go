@@ -33,6 +33,10 @@ const (
 	ReasonNoHolder = "NoHolder"
 	// ReasonLeaseExpired: the holder stopped renewing and leaseDuration has passed.
 	ReasonLeaseExpired = "LeaseExpired"
+	// ReasonEpochWentBack: the Lease shows an epoch below the one history recorded
+	// (someone re-created it, outside this project's writers): who leads is not
+	// shown until its epoch passes the recorded one, and LeaderElected is Unknown.
+	ReasonEpochWentBack = "EpochWentBack"
 	// ReasonHonoured: the preferred holder leads.
 	ReasonHonoured = "Honoured"
 	// ReasonHandingOver: the preferred holder is a live candidate and is being handed

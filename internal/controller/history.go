@@ -44,10 +44,12 @@ const (
 // events the change implies. It is pure: the same inputs give the same history on
 // every manager instance, and a new status writer carries on where the last one
 // stopped. A term is identified by (holder, transition). History never goes back:
-// an observation of an epoch below the newest entry's is an old view (a new status
-// writer's informer catching up) and changes nothing.
+// an observation below the newest entry's epoch — or at its epoch with another
+// holder — is an old view (a new status writer's informer catching up) or a writer
+// that went back in epochs (a foreign tool re-creating the Lease), and changes
+// nothing until the Lease's epoch passes the recorded one.
 func nextHistory(prev []v1alpha1.HistoryEntry, obs observation, limit int32) ([]v1alpha1.HistoryEntry, []event) {
-	if obs.lease != nil && len(prev) > 0 && obs.epoch() < prev[0].Transition {
+	if obs.lease != nil && len(prev) > 0 && behind(obs, prev[0]) {
 		return prev, nil
 	}
 	history := append([]v1alpha1.HistoryEntry(nil), prev...)
@@ -61,10 +63,11 @@ func nextHistory(prev []v1alpha1.HistoryEntry, obs observation, limit int32) ([]
 	if holder != "" && (cur == nil || cur.Holder != holder || cur.Transition != epoch) {
 		switch {
 		case len(history) > 0 && history[0].Holder == holder && history[0].Transition == epoch:
-			// The term we called ended goes on if its holder renewed after all, with
-			// nobody in between (the Lease is the truth); while it stays expired, it
-			// stays ended, and is told once.
-			if obs.expiredAt == nil {
+			// A term that ended stays ended, and is told once: a release or handover
+			// cannot be undone at the same epoch, and a record seen again (a new status
+			// writer's first look, a lagging view) is no sign of life. Only an expired
+			// holder whose record shows a renewal past the recorded end goes on.
+			if renewedAfter(obs, history[0]) {
 				history[0].EndedAt, history[0].EndReason = nil, ""
 			}
 		default:
@@ -102,6 +105,20 @@ func nextHistory(prev []v1alpha1.HistoryEntry, obs observation, limit int32) ([]
 		history = history[:limit]
 	}
 	return history, events
+}
+
+// renewedAfter tells whether obs shows the expired term e renewed after all: a
+// renewal whose lease runs past the end recorded for it.
+func renewedAfter(obs observation, e v1alpha1.HistoryEntry) bool {
+	rt, d := obs.lease.Spec.RenewTime, leaserecord.Duration(obs.lease, 0)
+	return e.EndReason == v1alpha1.EndExpired && obs.expiredAt == nil && rt != nil && d > 0 &&
+		rt.Add(d).After(e.EndedAt.Time)
+}
+
+// behind tells whether obs shows an older state than the newest entry.
+func behind(obs observation, newest v1alpha1.HistoryEntry) bool {
+	holder := obs.holder()
+	return obs.epoch() < newest.Transition || (obs.epoch() == newest.Transition && holder != "" && holder != newest.Holder)
 }
 
 // openTerm is the current term: the newest entry, when it has not ended.

@@ -37,6 +37,12 @@ func lease(holder string, epoch int32, acquiredSec int, annotations ...string) *
 	return l
 }
 
+// renewed sets the record's renewTime (at renewSec) and duration.
+func renewed(l *coordinationv1.Lease, renewSec int, seconds int32) *coordinationv1.Lease {
+	l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = &metav1.MicroTime{Time: at(renewSec)}, ptr.To(seconds)
+	return l
+}
+
 func how(h leaserecord.How) string { return leaserecord.AnnotationAcquiredHow + "=" + string(h) }
 func releasedBy(id string, sec int) []string {
 	return []string{leaserecord.AnnotationReleasedBy + "=" + id, leaserecord.AnnotationReleasedAt + "=" + at(sec).Format(time.RFC3339Nano)}
@@ -150,9 +156,19 @@ func TestNextHistory(t *testing.T) {
 	}, {
 		name:       "a holder called expired renews after all: its term goes on",
 		prev:       []v1alpha1.HistoryEntry{ended(a1, 20, v1alpha1.EndExpired)},
-		obs:        observation{lease: lease("a", 1, 0), now: at(21)},
+		obs:        observation{lease: renewed(lease("a", 1, 0), 19, 15), now: at(21)},
 		want:       []v1alpha1.HistoryEntry{a1},
 		wantEvents: nil,
+	}, {
+		name: "a new status writer's first look at an expired record: still ended, not told again",
+		prev: []v1alpha1.HistoryEntry{ended(a1, 20, v1alpha1.EndExpired)},
+		obs:  observation{lease: renewed(lease("a", 1, 0), 5, 15), now: at(100)},
+		want: []v1alpha1.HistoryEntry{ended(a1, 20, v1alpha1.EndExpired)},
+	}, {
+		name: "a lagging view of a released term: still released",
+		prev: []v1alpha1.HistoryEntry{ended(a1, 9, v1alpha1.EndReleased)},
+		obs:  observation{lease: renewed(lease("a", 1, 0, how(leaserecord.Elected)), 8, 15), now: at(10)},
+		want: []v1alpha1.HistoryEntry{ended(a1, 9, v1alpha1.EndReleased)},
 	}, {
 		name:       "handover seen: the release names who it is for",
 		prev:       []v1alpha1.HistoryEntry{a1},

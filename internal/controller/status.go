@@ -116,6 +116,10 @@ func leaderElectedCondition(status v1alpha1.LeaderGroupStatus, in statusInput) m
 	switch {
 	case in.obs == nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, in.blocked.reason, "the Lease is not observed: "+in.blocked.message
+	case in.obs.lease != nil && len(status.History) > 0 && behind(*in.obs, status.History[0]):
+		c.Status, c.Reason = metav1.ConditionUnknown, v1alpha1.ReasonEpochWentBack
+		c.Message = fmt.Sprintf("the Lease names %q at epoch %d, but epoch %d was already recorded: it was re-created by a writer that does not keep the epoch growing",
+			in.obs.holder(), in.obs.epoch(), status.History[0].Transition)
 	case status.Holder != "":
 		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonElected
 		c.Message = fmt.Sprintf("%s leads since %s (epoch %d)", status.Holder, status.AcquiredAt.UTC().Format("2006-01-02T15:04:05Z"), status.Transitions)

@@ -38,3 +38,22 @@ func TestPreferredHolderCondition(t *testing.T) {
 		}
 	}
 }
+
+// A Lease re-created below the recorded epoch (an External group's client-go
+// elector after a deletion) is not shown as a new term, and status does not claim
+// that nobody leads: LeaderElected is Unknown, and says why.
+func TestStatusSaysUnknownWhenTheEpochWentBack(t *testing.T) {
+	g := &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Generation: 1}}
+	g.Spec.HistoryLimit = 10
+	g.Status.History = []v1alpha1.HistoryEntry{ended(open("a", 5, 0, v1alpha1.StartAfterExpiry), 10, v1alpha1.EndUnknown)}
+	g.Status.Transitions = 5
+	status, _ := computeStatus(statusInput{group: g, lease: types.NamespacedName{Name: "g"}, now: at(21),
+		obs: &observation{lease: lease("c", 0, 20), now: at(21)}})
+	c := meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionLeaderElected)
+	if c == nil || c.Status != metav1.ConditionUnknown || c.Reason != v1alpha1.ReasonEpochWentBack {
+		t.Errorf("LeaderElected %+v, want Unknown/EpochWentBack", c)
+	}
+	if status.Transitions != 5 || len(status.History) != 1 {
+		t.Errorf("transitions %d, history %s: want both unchanged", status.Transitions, describe(status.History))
+	}
+}
