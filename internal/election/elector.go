@@ -159,7 +159,7 @@ func (e *Elector) Done() <-chan struct{} { return e.done }
 func (e *Elector) IsLeader() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.leading && e.clock.Now().Before(e.leadingUntil)
+	return e.leading && !reached(e.clock.Now(), e.leadingUntil)
 }
 
 // Leader returns what this elector knows about the current term.
@@ -167,7 +167,7 @@ func (e *Elector) Leader() LeaderInfo {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	info := e.info
-	info.Leading = e.leading && e.clock.Now().Before(e.leadingUntil)
+	info.Leading = e.leading && !reached(e.clock.Now(), e.leadingUntil)
 	if info.Leading {
 		info.LastRenewal, info.LeadingUntil = e.lastRenewal, e.leadingUntil
 	}
@@ -294,4 +294,13 @@ func (e *Elector) observeHolder(holder string, epoch int32, now time.Time) (chan
 		e.info.Since = now
 	}
 	return changed
+}
+
+// reached tells whether now is at or past deadline, on either clock reading: the
+// monotonic one (immune to clock steps) and the wall one. Go's monotonic clock
+// stops while the machine is suspended (a laptop's lid, a paused VM), while the
+// other candidates' clocks run on: after a resume only the wall clock shows that the
+// deadline has passed. Either reading can only end leadership earlier, never later.
+func reached(now, deadline time.Time) bool {
+	return !now.Before(deadline) || !now.Round(0).Before(deadline.Round(0))
 }

@@ -93,3 +93,16 @@ func TestDecideFollower(t *testing.T) {
 		})
 	}
 }
+
+func TestReachedReadsBothClocks(t *testing.T) {
+	now := time.Now()
+	deadline := now.Add(time.Second)
+	if reached(now, deadline) || !reached(deadline, deadline) || !reached(deadline.Add(1), deadline) {
+		t.Errorf("reached does not compare monotonic readings")
+	}
+	// Without monotonic readings (a fake clock, or a time read back from an API
+	// object) the wall clock decides alone.
+	if reached(now.Round(0), deadline.Round(0)) || !reached(deadline.Round(0).Add(time.Hour), deadline) {
+		t.Errorf("reached does not compare wall readings")
+	}
+}

@@ -81,7 +81,7 @@ func (e *Elector) run(ctx context.Context) {
 	defer timer.Stop()
 	for {
 		now := e.clock.Now()
-		if leading, until := e.leadingState(); leading && !now.Before(until) {
+		if leading, until := e.leadingState(); leading && reached(now, until) {
 			l.lose("No successful renewal within renewDeadline")
 		}
 		next := l.step(ctx, now)
@@ -277,7 +277,7 @@ func (l *loop) finish(r writeResult) {
 
 	if w.kind == writeRenew {
 		leading, until := e.leadingState()
-		if leading && !now.Before(until) {
+		if leading && reached(now, until) {
 			l.lose("No successful renewal within renewDeadline")
 			leading = false
 		}
@@ -320,7 +320,7 @@ func (l *loop) finish(r writeResult) {
 	}
 	l.resetBackoff()
 	l.notBefore, l.lostRace = time.Time{}, false
-	if !now.Before(w.until) {
+	if reached(now, w.until) {
 		// Too late to lead safely: others may take over at until. The record names us;
 		// we wait for it to expire and acquire again with a new epoch.
 		l.logger.Info("Acquired the lease too late to lead", "latency", now.Sub(w.sent))

@@ -27,7 +27,7 @@ func (l *loop) shutdown(ctx context.Context) {
 		select {
 		case r := <-w.result:
 			l.inflight = nil
-			if leading, until := e.leadingState(); w.kind == writeRenew && r.err == nil && leading && e.clock.Now().Before(until) {
+			if leading, until := e.leadingState(); w.kind == writeRenew && r.err == nil && leading && !reached(e.clock.Now(), until) {
 				l.own = r.lease // the release must be based on the newest version
 			}
 		case <-t.C():
@@ -35,7 +35,7 @@ func (l *loop) shutdown(ctx context.Context) {
 		t.Stop()
 	}
 	leading, until := e.leadingState()
-	stillValid := leading && e.clock.Now().Before(until)
+	stillValid := leading && !reached(e.clock.Now(), until)
 	own := l.own
 	// The leadership view ends before the release is sent: nobody may act on this
 	// elector's leadership once a follower can take over.
