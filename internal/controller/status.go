@@ -40,6 +40,11 @@ func computeStatus(in statusInput) (v1alpha1.LeaderGroupStatus, []event) {
 	next.Candidates = in.candidates
 
 	var events []event
+	if in.obs == nil {
+		// Not observed: who holds the Lease is not known, so none is shown (the
+		// LeaderElected condition says Unknown, and why).
+		next.Holder, next.AcquiredAt = "", nil
+	}
 	if in.obs != nil {
 		next.History, events = nextHistory(prev.History, *in.obs, in.group.Spec.HistoryLimit)
 		next.Holder, next.AcquiredAt = "", nil

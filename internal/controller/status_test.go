@@ -57,3 +57,17 @@ func TestStatusSaysUnknownWhenTheEpochWentBack(t *testing.T) {
 		t.Errorf("transitions %d, history %s: want both unchanged", status.Transitions, describe(status.History))
 	}
 }
+
+// A blocked group's Lease is not observed: the HOLDER column must not go on showing
+// the last holder as if it still led.
+func TestBlockedGroupShowsNoHolder(t *testing.T) {
+	g := &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Generation: 2}}
+	g.Spec.HistoryLimit = 10
+	g.Status.Holder, g.Status.History = "a", []v1alpha1.HistoryEntry{open("a", 1, 0, v1alpha1.StartElected)}
+	status, _ := computeStatus(statusInput{group: g, lease: types.NamespacedName{Name: "g"}, now: at(5),
+		blocked: blocked{reason: v1alpha1.ReasonConflict, message: "older group"}})
+	c := meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionLeaderElected)
+	if status.Holder != "" || c == nil || c.Status != metav1.ConditionUnknown {
+		t.Errorf("blocked group: holder %q, LeaderElected %+v; want no holder and Unknown", status.Holder, c)
+	}
+}
