@@ -113,7 +113,7 @@ func TestTrackerUnknownFinalStateCountsAsHeld(t *testing.T) {
 	released := stored(Release(stored(Create(key, writer("a"), t0, 5), "1"), "a", t0), "2")
 	tr.Delete(key, released, true)
 	g, _ := tr.Gone(key)
-	if want := t0.Add(15 * time.Second); !g.Until(15*time.Second).Equal(want) {
+	if want := t0.Add(15 * time.Second); !g.Until(15 * time.Second).Equal(want) {
 		t.Errorf("unknown final state until %v, want %v", g.Until(15*time.Second), want)
 	}
 	tr.Delete(key, released, false)
