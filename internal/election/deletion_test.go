@@ -2,6 +2,7 @@ package election
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -19,15 +20,7 @@ func TestDeletedLeaseIsRecreatedAboveTheRecordedEpochs(t *testing.T) {
 	ns := newNamespace(t)
 	key := types.NamespacedName{Namespace: ns, Name: "lock"}
 	rec, hist := newRecorder(t), watchLease(t, key)
-	a := startProcess(t, "a", rec, ns)
-	a.join(t, key, fast)
-	waitLeader(t, rec, key, 10*time.Second, "")
-	// A few terms, so that epoch 1 would be a repeat: a stops and starts again.
-	for range 2 {
-		a.reg.Stop(key.String())
-		a.join(t, key, fast)
-		eventually(t, 10*time.Second, "a leading again", func() bool { return rec.leader(key.String()) == "a" })
-	}
+	a := leaderOfTerms(t, rec, ns, key, fast, 3) // epoch 1 would be a repeat
 	recorded := lastTerm(t, rec, key, "a").epoch
 
 	deletedAt := time.Now()
@@ -71,15 +64,7 @@ func TestReplacedLeaseEndsLeadershipAtOnce(t *testing.T) {
 	rec := newRecorder(t)
 	// A long renew deadline, so that "at once" and "at the deadline" differ.
 	timings := Config{LeaseDuration: 20 * time.Second, RenewDeadline: 15 * time.Second, RetryPeriod: 4 * time.Second}
-	a := startProcess(t, "a", rec, ns)
-	a.join(t, key, timings)
-	waitLeader(t, rec, key, 10*time.Second, "")
-	a.reg.Stop(key.String())
-	a.join(t, key, timings)
-	eventually(t, 10*time.Second, "a leading again", func() bool { return rec.leader(key.String()) == "a" })
-	if epoch := lastTerm(t, rec, key, "a").epoch; epoch < 2 {
-		t.Fatalf("a leads at epoch %d, want at least 2", epoch)
-	}
+	leaderOfTerms(t, rec, ns, key, timings, 2)
 
 	leases := admin.CoordinationV1().Leases(ns)
 	if err := leases.Delete(context.Background(), key.Name, metav1.DeleteOptions{}); err != nil {
@@ -107,12 +92,7 @@ func TestRecreatedEmptyLeaseIsNotTakenAtOnce(t *testing.T) {
 	ns := newNamespace(t)
 	key := types.NamespacedName{Namespace: ns, Name: "lock"}
 	rec := newRecorder(t)
-	a := startProcess(t, "a", rec, ns)
-	a.join(t, key, fast)
-	waitLeader(t, rec, key, 10*time.Second, "")
-	a.reg.Stop(key.String())
-	a.join(t, key, fast)
-	eventually(t, 10*time.Second, "a leading again", func() bool { return rec.leader(key.String()) == "a" })
+	leaderOfTerms(t, rec, ns, key, fast, 2)
 	epoch := lastTerm(t, rec, key, "a").epoch
 	b := startProcess(t, "b", rec, ns)
 	b.join(t, key, fast)
@@ -152,4 +132,21 @@ func lastTermBefore(rec *recorder, key types.NamespacedName, id string, t time.T
 		}
 	}
 	return out
+}
+
+// leaderOfTerms starts process a as the only candidate and has it lead n terms in
+// a row (stopping and joining again), so that the Lease's epoch is n.
+func leaderOfTerms(t *testing.T, rec *recorder, ns string, key types.NamespacedName, timings Config, n int) *process {
+	t.Helper()
+	a := startProcess(t, "a", rec, ns)
+	for i := range n {
+		if i > 0 {
+			a.reg.Stop(key.String())
+		}
+		a.join(t, key, timings)
+		eventually(t, 10*time.Second, fmt.Sprintf("a leading term %d", i+1), func() bool {
+			return rec.leader(key.String()) == "a" && lastTerm(t, rec, key, "a").epoch == int32(i+1)
+		})
+	}
+	return a
 }
