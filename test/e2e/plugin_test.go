@@ -45,6 +45,9 @@ func TestKubectlPlugin(t *testing.T) {
 			fmt.Sprintf("Epoch:        %d", g.Status.Transitions),
 			"Candidates:   manager-a, manager-b",
 			"PreferredHolder:  True (Honoured)",
+			"Timings 6s/3s/1s mean:",
+			"longest time without a leader after it crashes: 6s",
+			"API-server outage a leader always survives: 2s",
 		} {
 			if !strings.Contains(squeeze(out), squeeze(want)) {
 				t.Errorf("status does not say %q:\n%s", want, out)

@@ -13,6 +13,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/groups"
 )
 
 func newStatusCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
@@ -60,6 +61,13 @@ func printStatus(out io.Writer, g *v1alpha1.LeaderGroup, now time.Time) {
 		}
 	}
 	fmt.Fprintf(w, "Candidates:\t%s\n", orDash(strings.Join(candidates, ", ")))
+	_ = w.Flush()
+
+	fmt.Fprintf(out, "\nTimings %s/%s/%s mean:\n", g.Spec.LeaseDuration.Duration, g.Spec.RenewDeadline.Duration, g.Spec.RetryPeriod.Duration)
+	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	for _, f := range groups.Timings(g).Meaning() {
+		fmt.Fprintf(w, "  %s:\t%s\t(%s)\n", f.What, f.Format(), f.Rule)
+	}
 	_ = w.Flush()
 
 	fmt.Fprintln(out, "\nHistory:")
