@@ -128,11 +128,10 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 	logger := klog.FromContext(ctx)
 	// Hand over only to a preferred identity that is a live candidate now; when it
 	// comes back after a failure, the next reconcile hands leadership back to it.
-	var handOverTo string
-	if live, _ := r.presence.candidates(group, r.Clock.Now()); isCandidate(live, group.Spec.PreferredHolder) {
-		handOverTo = group.Spec.PreferredHolder
-	}
-	e, err := r.Electors.Ensure(key, electorConfig(group, r.Identity, handOverTo, r.epochFloor(client.ObjectKeyFromObject(group))), election.Callbacks{
+	handOverTo, attempt := handover(group, r.presence.find(group, group.Spec.PreferredHolder, r.Clock.Now()))
+	cfg := electorConfig(group, r.Identity, r.epochFloor(client.ObjectKeyFromObject(group)))
+	cfg.HandOverTo, cfg.HandOverAttempt = handOverTo, attempt
+	e, err := r.Electors.Ensure(key, cfg, election.Callbacks{
 		OnStartedLeading: func(epoch int32) {
 			isLeader.WithLabelValues(labels...).Set(1)
 			logger.Info("Leading", "lease", lease.String(), "epoch", epoch)
@@ -182,6 +181,7 @@ func (r *LeaderGroupReconciler) observe(group *v1alpha1.LeaderGroup, lease types
 	switch group.Spec.Candidates.Source {
 	case v1alpha1.SourceManager:
 		in.candidates, next = r.presence.candidates(group, now)
+		_, in.handoverAttempt = handover(group, r.presence.find(group, group.Spec.PreferredHolder, now))
 	case v1alpha1.SourcePods:
 		in.candidates = []v1alpha1.CandidateStatus{}
 	}

@@ -124,6 +124,29 @@ func (p *presence) candidates(g *v1alpha1.LeaderGroup, now time.Time) ([]v1alpha
 	return out, next
 }
 
+// find returns the presence Lease of identity while it is a live instance that
+// serves g, else nil.
+func (p *presence) find(g *v1alpha1.LeaderGroup, identity string, now time.Time) *coordinationv1.Lease {
+	if identity == "" {
+		return nil
+	}
+	p.mu.Lock()
+	var found []types.NamespacedName
+	var leases []*coordinationv1.Lease
+	for key, inst := range p.instances {
+		if inst.identity == identity && inst.serves(g) {
+			found, leases = append(found, key), append(leases, inst.lease)
+		}
+	}
+	p.mu.Unlock()
+	for i, key := range found {
+		if expiry, ok := p.tracker.Expiry(key, leases[i], p.fallback); ok && now.Before(expiry) {
+			return leases[i]
+		}
+	}
+	return nil
+}
+
 func splitNonEmpty(s string) []string {
 	var out []string
 	for _, part := range strings.Split(s, ",") {

@@ -1,0 +1,235 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/controller"
+	"github.com/election-manager/election-manager/internal/election"
+	"github.com/election-manager/election-manager/internal/leaserecord"
+	"github.com/election-manager/election-manager/internal/timing"
+)
+
+// reservation is how long a Lease handed over stays reserved for its target at the
+// test timings: the bound on a leaderless gap when the target does not come.
+var reservation = timing.Timings{LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod}.HandoverReservation()
+
+// A preferred identity that is live (its presence Lease renews) but runs no elector
+// for the group: the holder hands over to it once, the reservation lapses after a
+// few retry periods, the group elects as usual, and nobody hands over to it again
+// while it stays as it is. Counted from the Lease's own records, not from status.
+func TestHandoverToALiveNonElectorLapsesOnce(t *testing.T) {
+	c := newCluster(t)
+	c.startManager("manager-a", false)
+	c.group("payments")
+	c.waitFor("payments", 10*time.Second, "held by manager-a", heldBy("manager-a"))
+	c.announce("ghost")
+	c.waitFor("payments", 2*leaseDuration, "ghost listed", hasCandidates("ghost", "manager-a"))
+
+	key := types.NamespacedName{Namespace: c.namespace, Name: "payments"}
+	records := watchRecords(t, key)
+	c.prefer("payments", "ghost")
+	// Three leaseDurations: the old code handed over again after every lapse.
+	time.Sleep(3 * leaseDuration)
+	requireOneLapse(t, records, "ghost")
+	if h := leaserecord.Holder(getLease(t, key)); h != "manager-a" {
+		t.Errorf("the Lease is held by %q after the lapse, want manager-a", h)
+	}
+	c.waitFor("payments", 5*time.Second, "the lapse told", func(g *v1alpha1.LeaderGroup) bool {
+		return condition(g, v1alpha1.ConditionPreferredHolder).Reason == v1alpha1.ReasonHandoverLapsed
+	})
+}
+
+// The preferred manager stops, gracefully and then killed, and comes back each time.
+// Stopped gracefully, it is no longer a candidate at once: nobody hands over to it.
+// Killed, its presence Lease looks live until it expires (counted from its last
+// renewal seen), so one handover to it may lapse, never more; then the group elects
+// as usual. Back, it gets leadership by handover. Counted from the Lease's records.
+func TestPreferredManagerStoppedAndKilled(t *testing.T) {
+	c := newCluster(t)
+	c.heldWithFollower(false)
+	key := types.NamespacedName{Namespace: c.namespace, Name: "payments"}
+	records := watchRecords(t, key)
+	c.prefer("payments", "manager-b")
+	waitForLeaseHolder(t, key, "manager-b", 5*time.Second)
+
+	stopped := time.Now()
+	c.managers[1].terminate(t)
+	waitForLeaseHolder(t, key, "manager-a", 2*time.Second)
+	if n := len(records.handovers("manager-b", stopped)); n != 0 {
+		t.Errorf("%d handovers to manager-b after it stopped gracefully, want none", n)
+	}
+	t.Logf("stopped gracefully: leaderless for %s at most", records.leaderless(stopped))
+	c.startManager("manager-b", false)
+	waitForLeaseHolder(t, key, "manager-b", 2*leaseDuration)
+
+	killed := time.Now()
+	c.managers[2].kill(t)
+	waitForLeaseHolder(t, key, "manager-a", leaseDuration+reservation+2*retryPeriod)
+	tookOver := time.Since(killed)
+	// Watch past the killed manager's presence expiry, and then some.
+	time.Sleep(leaseDuration + reservation)
+	handovers := records.handovers("manager-b", killed)
+	gap := records.leaderless(killed)
+	t.Logf("killed: manager-a led %s after the kill; handovers to manager-b %v; leaderless for %s at most", tookOver.Round(time.Millisecond), handovers, gap)
+	if len(handovers) > 1 || (len(handovers) == 1 && !handovers[0].lapsed) {
+		t.Errorf("handovers to a killed manager-b: %v, want at most one, lapsed", handovers)
+	}
+	if gap > leaseDuration+reservation+2*retryPeriod {
+		t.Errorf("leaderless for %s after the kill, want at most leaseDuration + reservation (%s)", gap, leaseDuration+reservation)
+	}
+	if h := leaserecord.Holder(getLease(t, key)); h != "manager-a" {
+		t.Errorf("the Lease is held by %q, want manager-a", h)
+	}
+	c.startManager("manager-b", false)
+	waitForLeaseHolder(t, key, "manager-b", 3*leaseDuration)
+}
+
+// requireOneLapse checks from the Lease's records that exactly one handover to to
+// happened, that it lapsed within the reservation (with slack for a loaded
+// machine), and that the group was led again right after.
+func requireOneLapse(t *testing.T, records *leaseRecords, to string) {
+	t.Helper()
+	handovers := records.handovers(to, time.Time{})
+	t.Logf("handovers to %s: %v (reservation %s)", to, handovers, reservation)
+	if len(handovers) != 1 || !handovers[0].lapsed {
+		t.Fatalf("%d handovers to %s, want exactly one, lapsed", len(handovers), to)
+	}
+	if gap := handovers[0].leaderless; gap > reservation+2*retryPeriod {
+		t.Errorf("leaderless for %s after the handover, want about %s", gap, reservation)
+	}
+}
+
+// announce makes id a live manager instance for the cluster's lock, as a foreign
+// process would: a presence Lease renewed by an elector in the test process, which
+// runs no elector for any group.
+func (c *cluster) announce(id string) {
+	c.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c.t.Cleanup(cancel)
+	leases, err := election.NewLeaseInformer(clientset, nil, c.namespace)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	leases.Start(ctx)
+	e, err := election.New(election.Config{
+		Lease:         types.NamespacedName{Namespace: c.namespace, Name: controller.PresenceLeaseName(c.lockName, id)},
+		Identity:      id,
+		LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod,
+		Labels:      map[string]string{controller.LabelPresence: c.lockName},
+		Annotations: controller.PresenceAnnotations([]string{c.namespace}, ""),
+	}, clientset.CoordinationV1(), leases, election.Callbacks{}, election.Options{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	e.Start(ctx)
+	c.t.Cleanup(e.Stop)
+}
+
+// leaseRecords keeps every version of one Lease a watch delivers, with when it
+// arrived.
+type leaseRecords struct {
+	mu   sync.Mutex
+	seen []seenRecord
+}
+
+type seenRecord struct {
+	at    time.Time
+	lease *coordinationv1.Lease
+}
+
+func watchRecords(t *testing.T, key types.NamespacedName) *leaseRecords {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	l := getLease(t, key)
+	r := &leaseRecords{seen: []seenRecord{{at: time.Now(), lease: l}}}
+	events, err := clientset.CoordinationV1().Leases(key.Namespace).Watch(ctx, metav1.ListOptions{
+		FieldSelector: "metadata.name=" + key.Name, ResourceVersion: l.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for e := range events.ResultChan() {
+			if l, ok := e.Object.(*coordinationv1.Lease); ok {
+				r.mu.Lock()
+				r.seen = append(r.seen, seenRecord{at: time.Now(), lease: l})
+				r.mu.Unlock()
+			}
+		}
+	}()
+	return r
+}
+
+// handoverSeen is one release of the Lease for an identity, as the watch saw it.
+type handoverSeen struct {
+	at time.Time
+	// leaderless is how long the Lease then had no holder; lapsed: the next holder
+	// was not the target.
+	leaderless time.Duration
+	lapsed     bool
+}
+
+func (h handoverSeen) String() string {
+	return fmt.Sprintf("{leaderless %s, lapsed %t}", h.leaderless.Round(time.Millisecond), h.lapsed)
+}
+
+// handovers lists the releases for to seen after since.
+func (r *leaseRecords) handovers(to string, since time.Time) []handoverSeen {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []handoverSeen
+	for i, s := range r.seen {
+		if s.at.Before(since) || leaserecord.HandedOverTo(s.lease) != to || (i > 0 && leaserecord.HandedOverTo(r.seen[i-1].lease) == to) {
+			continue
+		}
+		h := handoverSeen{at: s.at, leaderless: -1}
+		for _, next := range r.seen[i+1:] {
+			if holder := leaserecord.Holder(next.lease); holder != "" {
+				h.leaderless, h.lapsed = next.at.Sub(s.at), holder != to
+				break
+			}
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// leaderless is the longest time after since that the Lease named no holder
+// (until now when it still names none).
+func (r *leaseRecords) leaderless(since time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var longest time.Duration
+	var from time.Time
+	for _, s := range r.seen {
+		switch held := leaserecord.Holder(s.lease) != ""; {
+		case !held && from.IsZero():
+			from = s.at
+		case held && !from.IsZero():
+			if s.at.After(since) {
+				longest = max(longest, s.at.Sub(maxTime(from, since)))
+			}
+			from = time.Time{}
+		}
+	}
+	if !from.IsZero() {
+		longest = max(longest, time.Since(maxTime(from, since)))
+	}
+	return longest
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
