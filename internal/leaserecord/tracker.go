@@ -64,7 +64,7 @@ func (t *Tracker) Since(key types.NamespacedName, l *coordinationv1.Lease) time.
 }
 
 // Delete records that the Lease key was deleted, last being its final record, and
-// tells whether it was known. Expired tombstones are pruned here.
+// tells whether it was known. Expired tombstones are pruned here (see Prune).
 func (t *Tracker) Delete(key types.NamespacedName, last *coordinationv1.Lease) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -75,12 +75,26 @@ func (t *Tracker) Delete(key types.NamespacedName, last *coordinationv1.Lease) b
 	delete(t.seen, key)
 	now := t.clock.Now()
 	t.gone[key] = Tombstone{Lease: last.DeepCopy(), At: now}
+	t.prune(now)
+	return known
+}
+
+// Prune forgets the tombstones no reader needs any more: a deleted record's holder
+// leads for its Duration after the deletion at the latest. Delete prunes too; a
+// process calls Prune from time to time so that the last burst of deletions is
+// not remembered for ever.
+func (t *Tracker) Prune() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.prune(t.clock.Now())
+}
+
+func (t *Tracker) prune(now time.Time) {
 	for k, g := range t.gone {
 		if !now.Before(g.At.Add(Duration(g.Lease, tombstoneBound))) {
 			delete(t.gone, k)
 		}
 	}
-	return known
 }
 
 // Expiry is when l's holder expires on this clock: its Duration (fallback when the
