@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -248,6 +249,9 @@ func (r *LeaderGroupReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	synced, err := r.Leases.AddEventHandler(r.onLease)
 	if err != nil {
 		return err
+	}
+	if err := mgr.Add(manager.RunnableFunc(r.collect)); err != nil {
+		return fmt.Errorf("adding the presence collector: %w", err)
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.LeaderGroup{}, builder.WithPredicates(

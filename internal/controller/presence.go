@@ -63,10 +63,14 @@ type presence struct {
 
 	mu        sync.Mutex
 	instances map[types.NamespacedName]instance
+	// leases are all of this installation's presence Leases, held or not: the
+	// status writer deletes those left behind.
+	leases map[types.NamespacedName]*coordinationv1.Lease
 }
 
 func newPresence(lockName string, t *leaserecord.Tracker, fallback time.Duration) *presence {
-	return &presence{lockName: lockName, tracker: t, fallback: fallback, instances: map[types.NamespacedName]instance{}}
+	return &presence{lockName: lockName, tracker: t, fallback: fallback,
+		instances: map[types.NamespacedName]instance{}, leases: map[types.NamespacedName]*coordinationv1.Lease{}}
 }
 
 // isPresence tells whether l is a presence Lease of this installation.
@@ -79,6 +83,11 @@ func (p *presence) isPresence(l *coordinationv1.Lease) bool {
 func (p *presence) observe(key types.NamespacedName, l *coordinationv1.Lease) (changed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if l == nil {
+		delete(p.leases, key)
+	} else {
+		p.leases[key] = l
+	}
 	old, had := p.instances[key]
 	if l == nil || leaserecord.Holder(l) == "" {
 		delete(p.instances, key)
@@ -145,6 +154,25 @@ func (p *presence) find(g *v1alpha1.LeaderGroup, identity string, now time.Time)
 		}
 	}
 	return nil
+}
+
+// stale lists the presence Leases that have not changed for after on this clock,
+// held or not: a live instance renews every retry period, and one that stopped
+// gracefully deleted its own.
+func (p *presence) stale(now time.Time, after time.Duration) []*coordinationv1.Lease {
+	p.mu.Lock()
+	all := make(map[types.NamespacedName]*coordinationv1.Lease, len(p.leases))
+	for k, l := range p.leases {
+		all[k] = l
+	}
+	p.mu.Unlock()
+	var out []*coordinationv1.Lease
+	for key, l := range all {
+		if !now.Before(p.tracker.Since(key, l).Add(after)) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func splitNonEmpty(s string) []string {
