@@ -132,6 +132,8 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 	handOverTo, attempt := handover(group, r.presence.find(group, group.Spec.PreferredHolder, r.Clock.Now()))
 	cfg := electorConfig(group, r.Identity, r.epochFloor(client.ObjectKeyFromObject(group)))
 	cfg.HandOverTo, cfg.HandOverAttempt = handOverTo, attempt
+	// Asked again at the moment of the handover: the target may have left since.
+	cfg.Live = func(id string) bool { return r.presence.find(group, id, r.Clock.Now()) != nil }
 	e, err := r.Electors.Ensure(key, cfg, election.Callbacks{
 		OnStartedLeading: func(epoch int32) {
 			isLeader.WithLabelValues(labels...).Set(1)
@@ -240,7 +242,7 @@ func (r *LeaderGroupReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	if r.Clock == nil {
 		r.Clock = r.Leases.Tracker().Clock()
 	}
-	r.presence = newPresence(r.LockName, r.Leases.Tracker(), r.Writer.Config().LeaseDuration)
+	r.presence = newPresence(r.Writer.Config().Lease, r.Leases.Tracker(), r.Leases.Get, r.Writer.Config().LeaseDuration)
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.LeaderGroup{}, leaseIndex, func(o client.Object) []string {
 		return []string{groups.Lease(o.(*v1alpha1.LeaderGroup)).String()}
 	}); err != nil {

@@ -19,12 +19,20 @@ import (
 func TestPresenceExpiresFromWhenLastSeenChanging(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(t0)
 	tracker := leaserecord.NewTracker(clk)
-	p := newPresence("lock", tracker, time.Minute)
 	key := types.NamespacedName{Namespace: "ns", Name: PresenceLeaseName("lock", "m")}
+	var stored *coordinationv1.Lease
+	p := newPresence(types.NamespacedName{Namespace: "ns", Name: "lock"}, tracker,
+		func(k types.NamespacedName) *coordinationv1.Lease {
+			if k == key {
+				return stored
+			}
+			return nil
+		}, time.Minute)
 	g := &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "g"}}
 	// seen is what the informer's handler does with every version: the tracker
 	// first, then the controller's handler.
 	seen := func(l *coordinationv1.Lease) {
+		stored = l
 		tracker.Since(key, l)
 		p.observe(key, l)
 	}

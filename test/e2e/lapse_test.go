@@ -93,6 +93,27 @@ func TestPreferredManagerStoppedAndKilled(t *testing.T) {
 	waitForLeaseHolder(t, key, "manager-b", 3*leaseDuration)
 }
 
+// A live manager that does not serve the group (its --group-selector excludes it)
+// says so in its presence Lease: it is no candidate, and nothing is handed to it.
+func TestHandoverToAManagerNotServingTheGroup(t *testing.T) {
+	c := newCluster(t)
+	c.startManager("manager-a", false)
+	c.group("payments")
+	c.waitFor("payments", 10*time.Second, "held by manager-a", heldBy("manager-a"))
+	c.startManager("manager-s", false, "--group-selector", "tier=other")
+	c.waitForPresenceOf("manager-s", 10*time.Second)
+	key := types.NamespacedName{Namespace: c.namespace, Name: "payments"}
+	records := watchRecords(t, key)
+	c.prefer("payments", "manager-s")
+	c.waitFor("payments", 5*time.Second, "manager-s is no candidate", func(g *v1alpha1.LeaderGroup) bool {
+		return condition(g, v1alpha1.ConditionPreferredHolder).Reason == v1alpha1.ReasonNotACandidate
+	})
+	time.Sleep(reservation) // a handover would show by now
+	if h := records.handovers("manager-s", time.Time{}); len(h) != 0 {
+		t.Errorf("handovers to a manager that does not serve the group: %v", h)
+	}
+}
+
 // requireOneLapse checks from the Lease's records that exactly one handover to to
 // happened, that it lapsed within the reservation (with slack for a loaded
 // machine), and that the group was led again right after.
