@@ -10,6 +10,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
 	"github.com/election-manager/election-manager/internal/controller"
@@ -31,7 +32,7 @@ func TestHandoverToALiveNonElectorLapsesOnce(t *testing.T) {
 	c.startManager("manager-a", false)
 	c.group("payments")
 	c.waitFor("payments", 10*time.Second, "held by manager-a", heldBy("manager-a"))
-	c.announce("ghost")
+	leave := c.announce("ghost")
 	c.waitFor("payments", 2*leaseDuration, "ghost listed", hasCandidates("ghost", "manager-a"))
 
 	key := types.NamespacedName{Namespace: c.namespace, Name: "payments"}
@@ -43,9 +44,42 @@ func TestHandoverToALiveNonElectorLapsesOnce(t *testing.T) {
 	if h := leaserecord.Holder(getLease(t, key)); h != "manager-a" {
 		t.Errorf("the Lease is held by %q after the lapse, want manager-a", h)
 	}
-	c.waitFor("payments", 5*time.Second, "the lapse told", func(g *v1alpha1.LeaderGroup) bool {
-		return condition(g, v1alpha1.ConditionPreferredHolder).Reason == v1alpha1.ReasonHandoverLapsed
-	})
+	lapsed := func(g *v1alpha1.LeaderGroup) bool {
+		c := condition(g, v1alpha1.ConditionPreferredHolder)
+		return c.Reason == v1alpha1.ReasonHandoverLapsed && c.ObservedGeneration == g.Generation
+	}
+	c.waitFor("payments", 5*time.Second, "the lapse told", lapsed)
+
+	// A spec change is a new attempt: one more handover, one more lapse, no more.
+	changed := time.Now()
+	g := &v1alpha1.LeaderGroup{}
+	g.Name, g.Namespace = "payments", c.namespace
+	if err := k8s.Patch(context.Background(), g, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"historyLimit":20}}`))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(reservation + 2*leaseDuration)
+	h := records.handovers("ghost", changed)
+	t.Logf("handovers to ghost after a spec change: %v", h)
+	if len(h) != 1 || !h[0].lapsed {
+		t.Errorf("handovers to ghost after a spec change: %v, want one, lapsed", h)
+	}
+	c.waitFor("payments", 5*time.Second, "the new lapse told", lapsed)
+
+	// So is a return: ghost leaves (its presence Lease goes) and joins again.
+	leave()
+	if err := clientset.CoordinationV1().Leases(c.namespace).Delete(context.Background(),
+		controller.PresenceLeaseName(c.lockName, "ghost"), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("payments", 2*leaseDuration, "ghost gone", func(g *v1alpha1.LeaderGroup) bool { return !hasCandidates("ghost")(g) })
+	returned := time.Now()
+	c.announce("ghost")
+	time.Sleep(reservation + 2*leaseDuration)
+	h = records.handovers("ghost", returned)
+	t.Logf("handovers to ghost after it returned: %v", h)
+	if len(h) != 1 || !h[0].lapsed {
+		t.Errorf("handovers to ghost after it returned: %v, want one, lapsed", h)
+	}
 }
 
 // The preferred manager stops, gracefully and then killed, and comes back each time.
@@ -131,8 +165,8 @@ func requireOneLapse(t *testing.T, records *leaseRecords, to string) {
 
 // announce makes id a live manager instance for the cluster's lock, as a foreign
 // process would: a presence Lease renewed by an elector in the test process, which
-// runs no elector for any group.
-func (c *cluster) announce(id string) {
+// runs no elector for any group. It returns a function that stops renewing.
+func (c *cluster) announce(id string) (leave func()) {
 	c.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	c.t.Cleanup(cancel)
@@ -153,6 +187,7 @@ func (c *cluster) announce(id string) {
 	}
 	e.Start(ctx)
 	c.t.Cleanup(e.Stop)
+	return e.Stop
 }
 
 // leaseRecords keeps every version of one Lease a watch delivers, with when it
