@@ -49,10 +49,9 @@ type LeaderGroupReconciler struct {
 	Electors *election.Registry
 	Leases   *election.LeaseInformer
 	// Writer is the elector of the manager's own lock; while it leads, this
-	// instance writes status.
+	// instance writes status. The lock's name marks this installation's presence
+	// Leases, which live in its namespace.
 	Writer *election.Elector
-	// LockName is the manager lock's name, which marks this installation's presence Leases.
-	LockName string
 	// ExternalLeaseNamespaces are the other namespaces External groups may name.
 	ExternalLeaseNamespaces []string
 	// Pods holds Pods groups' Leases for their pods; nil: the Pods source is off.

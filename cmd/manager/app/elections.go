@@ -47,7 +47,6 @@ func setUpElections(ctx context.Context, mgr ctrl.Manager, o *Options) error {
 		Identity:                o.ID,
 		Electors:                registry,
 		Leases:                  leases,
-		LockName:                o.Lock.Name,
 		ExternalLeaseNamespaces: o.ExternalLeaseNamespaces,
 	}
 	if o.PodsSource {
