@@ -289,3 +289,38 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// Killed, a preferred manager looks live until its presence Lease expires. With a
+// group whose Lease expires sooner than that, the survivor takes the Lease over
+// while the dead one still looks live, and hands it to it: that one handover
+// lapses after the reservation, and no other follows, though the dead manager
+// still looks live for a few seconds more.
+func TestPreferredManagerKilledCostsOneLapse(t *testing.T) {
+	c := newCluster(t)
+	c.startManager("manager-a", false)
+	c.startManager("manager-b", false)
+	// Shorter than the presence Leases' 6s: taken over while manager-b looks live.
+	const groupLease, groupRetry = 3 * time.Second, 500 * time.Millisecond
+	c.group("fast", func(g *v1alpha1.LeaderGroup) {
+		g.Spec.LeaseDuration.Duration, g.Spec.RenewDeadline.Duration, g.Spec.RetryPeriod.Duration = groupLease, 2*time.Second, groupRetry
+		g.Spec.PreferredHolder = "manager-b"
+	})
+	key := types.NamespacedName{Namespace: c.namespace, Name: "fast"}
+	waitForLeaseHolder(t, key, "manager-b", 3*leaseDuration)
+	records := watchRecords(t, key)
+	fastReservation := timing.Timings{LeaseDuration: groupLease, RenewDeadline: 2 * time.Second, RetryPeriod: groupRetry}.HandoverReservation()
+
+	killed := time.Now()
+	c.managers[1].kill(t)
+	waitForLeaseHolder(t, key, "manager-a", groupLease+2*time.Second)
+	// Past manager-b's presence expiry, and a few of the group's retry periods more.
+	time.Sleep(leaseDuration + fastReservation)
+	h := records.handovers("manager-b", killed)
+	t.Logf("after the kill: handovers to manager-b %v (reservation %s)", h, fastReservation)
+	if len(h) != 1 || !h[0].lapsed || h[0].leaderless > fastReservation+time.Second {
+		t.Errorf("handovers to the killed manager-b: %v, want one, lapsed within about %s", h, fastReservation)
+	}
+	if holder := leaserecord.Holder(getLease(t, key)); holder != "manager-a" {
+		t.Errorf("the Lease is held by %q, want manager-a", holder)
+	}
+}
