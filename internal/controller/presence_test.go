@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -66,5 +67,49 @@ func TestPresenceExpiresFromWhenLastSeenChanging(t *testing.T) {
 	_, next := p.candidates(g, t0.Add(7*time.Second))
 	if !next.Equal(t0.Add(8 * time.Second)) {
 		t.Errorf("next recheck %v, want the expiry at +8s", next)
+	}
+}
+
+// stale lists the presence Leases unchanged for the bound on this clock, held or
+// released (a crashed instance's, or one whose delete failed), and no others.
+func TestStalePresenceLeases(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(t0)
+	tracker := leaserecord.NewTracker(clk)
+	p := newPresence(types.NamespacedName{Namespace: "ns", Name: "lock"}, tracker,
+		func(types.NamespacedName) *coordinationv1.Lease { return nil }, time.Minute)
+	w := func(id string) leaserecord.Writer {
+		return leaserecord.Writer{Identity: id, LeaseDuration: 6 * time.Second, Labels: map[string]string{LabelPresence: "lock"}}
+	}
+	seen := func(id string, l *coordinationv1.Lease) {
+		key := types.NamespacedName{Namespace: "ns", Name: PresenceLeaseName("lock", id)}
+		tracker.Since(key, l)
+		p.observe(key, l)
+	}
+	crashed := leaserecord.Create(types.NamespacedName{Namespace: "ns", Name: PresenceLeaseName("lock", "crashed")}, w("crashed"), t0, 1)
+	released := leaserecord.Release(leaserecord.Create(types.NamespacedName{Namespace: "ns", Name: PresenceLeaseName("lock", "released")}, w("released"), t0, 1), "released", t0)
+	live := leaserecord.Create(types.NamespacedName{Namespace: "ns", Name: PresenceLeaseName("lock", "live")}, w("live"), t0, 1)
+	seen("crashed", crashed)
+	seen("released", released)
+	seen("live", live)
+	clk.SetTime(t0.Add(20 * time.Second))
+	seen("live", leaserecord.Renew(live, w("live"), clk.Now()))
+
+	names := func(at time.Duration) []string {
+		var out []string
+		for _, l := range p.stale(t0.Add(at), 24*time.Second) {
+			out = append(out, l.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got := names(23 * time.Second); len(got) != 0 {
+		t.Errorf("stale at +23s: %v, want none", got)
+	}
+	if got, want := names(24*time.Second), []string{"lock-crashed", "lock-released"}; !slices.Equal(got, want) {
+		t.Errorf("stale at +24s: %v, want %v", got, want)
+	}
+	p.observe(types.NamespacedName{Namespace: "ns", Name: "lock-crashed"}, nil)
+	if got, want := names(44*time.Second), []string{"lock-live", "lock-released"}; !slices.Equal(got, want) {
+		t.Errorf("stale at +44s after lock-crashed was deleted: %v, want %v", got, want)
 	}
 }
