@@ -42,6 +42,10 @@ const (
 	// ReasonHandingOver: the preferred holder is a live candidate and is being handed
 	// leadership.
 	ReasonHandingOver = "HandingOver"
+	// ReasonHandoverLapsed: the preferred holder is live but did not take the Lease
+	// handed over to it within its reservation; leadership stays where it is until
+	// the spec changes or the preferred holder joins again.
+	ReasonHandoverLapsed = "HandoverLapsed"
 	// ReasonNotACandidate: the preferred holder is not a live candidate; leadership
 	// stays where it is.
 	ReasonNotACandidate = "NotACandidate"

@@ -99,7 +99,7 @@ func nextRecord(cur *coordinationv1.Lease, op, who, jump, flags byte, now time.T
 			return cur
 		}
 		if flags%2 == 1 {
-			return leaserecord.HandOver(cur, leaserecord.Holder(cur), holder, now, 2*time.Second)
+			return leaserecord.HandOver(cur, leaserecord.Holder(cur), holder, "", now, 2*time.Second)
 		}
 		return leaserecord.Release(cur, leaserecord.Holder(cur), now)
 	case 3: // deleted

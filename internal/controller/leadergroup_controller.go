@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -48,10 +49,9 @@ type LeaderGroupReconciler struct {
 	Electors *election.Registry
 	Leases   *election.LeaseInformer
 	// Writer is the elector of the manager's own lock; while it leads, this
-	// instance writes status.
+	// instance writes status. The lock's name marks this installation's presence
+	// Leases, which live in its namespace.
 	Writer *election.Elector
-	// LockName is the manager lock's name, which marks this installation's presence Leases.
-	LockName string
 	// ExternalLeaseNamespaces are the other namespaces External groups may name.
 	ExternalLeaseNamespaces []string
 	// Pods holds Pods groups' Leases for their pods; nil: the Pods source is off.
@@ -129,11 +129,12 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 	logger := klog.FromContext(ctx)
 	// Hand over only to a preferred identity that is a live candidate now; when it
 	// comes back after a failure, the next reconcile hands leadership back to it.
-	var handOverTo string
-	if live, _ := r.presence.candidates(group, r.Clock.Now()); isCandidate(live, group.Spec.PreferredHolder) {
-		handOverTo = group.Spec.PreferredHolder
-	}
-	e, err := r.Electors.Ensure(key, electorConfig(group, r.Identity, handOverTo, r.epochFloor(client.ObjectKeyFromObject(group))), election.Callbacks{
+	handOverTo, attempt := handover(group, r.presence.find(group, group.Spec.PreferredHolder, r.Clock.Now()))
+	cfg := electorConfig(group, r.Identity, r.epochFloor(client.ObjectKeyFromObject(group)))
+	cfg.HandOverTo, cfg.HandOverAttempt = handOverTo, attempt
+	// Asked again at the moment of the handover: the target may have left since.
+	cfg.Live = func(id string) bool { return r.presence.find(group, id, r.Clock.Now()) != nil }
+	e, err := r.Electors.Ensure(key, cfg, election.Callbacks{
 		OnStartedLeading: func(epoch int32) {
 			isLeader.WithLabelValues(labels...).Set(1)
 			logger.Info("Leading", "lease", lease.String(), "epoch", epoch)
@@ -183,6 +184,7 @@ func (r *LeaderGroupReconciler) observe(group *v1alpha1.LeaderGroup, lease types
 	switch group.Spec.Candidates.Source {
 	case v1alpha1.SourceManager:
 		in.candidates, next = r.presence.candidates(group, now)
+		_, in.handoverAttempt = handover(group, r.presence.find(group, group.Spec.PreferredHolder, now))
 	case v1alpha1.SourcePods:
 		in.candidates = []v1alpha1.CandidateStatus{}
 	}
@@ -238,7 +240,7 @@ func (r *LeaderGroupReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	if r.Clock == nil {
 		r.Clock = r.Leases.Tracker().Clock()
 	}
-	r.presence = newPresence(r.LockName, r.Leases.Tracker(), r.Writer.Config().LeaseDuration)
+	r.presence = newPresence(r.Writer.Config().Lease, r.Leases.Tracker(), r.Leases.Get, r.Writer.Config().LeaseDuration)
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.LeaderGroup{}, leaseIndex, func(o client.Object) []string {
 		return []string{groups.Lease(o.(*v1alpha1.LeaderGroup)).String()}
 	}); err != nil {
@@ -247,6 +249,9 @@ func (r *LeaderGroupReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	synced, err := r.Leases.AddEventHandler(r.onLease)
 	if err != nil {
 		return err
+	}
+	if err := mgr.Add(manager.RunnableFunc(r.collect)); err != nil {
+		return fmt.Errorf("adding the presence collector: %w", err)
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.LeaderGroup{}, builder.WithPredicates(

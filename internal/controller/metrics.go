@@ -31,6 +31,10 @@ var (
 		Name: "election_manager_split_brain_total",
 		Help: "Times this instance saw two identities claim one group at once.",
 	}, []string{"namespace", "leadergroup"})
+	leaseTrackerEntries = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "election_manager_lease_tracker_entries",
+		Help: "Leases this process remembers: records (existing Leases) and tombstones (recently deleted ones).",
+	}, []string{"state"})
 	// StatusWriter is 1 while this instance holds the manager's own lock.
 	StatusWriter = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "election_manager_status_writer",
@@ -39,7 +43,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(groupHasLeader, groupTransitions, leaderlessSeconds, isLeader, splitBrain, StatusWriter)
+	metrics.Registry.MustRegister(groupHasLeader, groupTransitions, leaderlessSeconds, isLeader, splitBrain, leaseTrackerEntries, StatusWriter)
 }
 
 // recordGroupMetrics updates the observer's metrics from a status change.

@@ -76,11 +76,10 @@ func orNone(list []string) string {
 	return strings.Join(list, ", ")
 }
 
-// electorConfig is the config of this instance's elector in a Manager group; it hands
-// leadership over to handOverTo when set, and reads the epoch floor through floor.
-func electorConfig(g *v1alpha1.LeaderGroup, identity, handOverTo string, floor func() (int32, error)) election.Config {
+// electorConfig is the config of this instance's elector in a Manager group; it
+// reads the epoch floor through floor.
+func electorConfig(g *v1alpha1.LeaderGroup, identity string, floor func() (int32, error)) election.Config {
 	cfg := groups.Election(g, identity)
-	cfg.HandOverTo = handOverTo
 	cfg.Labels = map[string]string{LabelGroup: g.Name}
 	cfg.OwnerReferences = []metav1.OwnerReference{ownerReference(g)}
 	cfg.EpochFloor = floor

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 // blocked says why a group is not served as declared: the Ready=False reason and
@@ -28,6 +29,9 @@ type statusInput struct {
 	candidates []v1alpha1.CandidateStatus
 	blocked    blocked
 	now        time.Time
+	// handoverAttempt names the current attempt to hand over to the preferred
+	// holder ("" while it is not a live candidate).
+	handoverAttempt string
 }
 
 // computeStatus returns the group's next status and the events that tell the change.
@@ -82,6 +86,9 @@ func preferredHolderCondition(status v1alpha1.LeaderGroupStatus, in statusInput)
 	switch {
 	case status.Holder == preferred:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonHonoured, preferred+" leads, as preferred"
+	case isCandidate(in.candidates, preferred) && in.obs != nil && leaserecord.HandoverLapsed(in.obs.lease, preferred, in.handoverAttempt):
+		c.Reason = v1alpha1.ReasonHandoverLapsed
+		c.Message = fmt.Sprintf("%s is a live candidate but did not take the lease handed over to it: leadership stays where it is until the spec changes or %s joins again", preferred, preferred)
 	case isCandidate(in.candidates, preferred):
 		c.Reason, c.Message = v1alpha1.ReasonHandingOver, preferred+" is a live candidate: leadership is being handed to it"
 	default:

@@ -50,6 +50,16 @@ type Config struct {
 	// candidates wait for the Lease to expire). Empty, or this elector's own
 	// identity: no handover.
 	HandOverTo string
+	// HandOverAttempt names the attempt to hand over to HandOverTo. When the target
+	// does not take a Lease reserved for it, the record remembers the lapse with its
+	// attempt (through later terms), and no holder hands over to it again under the
+	// same attempt: a target that cannot come costs one short reservation per
+	// attempt, not one per term. Another value is a new attempt.
+	HandOverAttempt string
+	// Live, when set, is asked right before a handover whether HandOverTo is still
+	// a live candidate: the config may be older than the target's departure. No
+	// handover while it says no.
+	Live func(identity string) bool
 	// OwnerReferences are set on a Lease this elector creates (never changed later),
 	// so that deleting the owner deletes the Lease.
 	OwnerReferences []metav1.OwnerReference

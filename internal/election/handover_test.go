@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/election-manager/election-manager/internal/leaserecord"
@@ -92,4 +93,63 @@ func TestHandOverReservationLapses(t *testing.T) {
 			leaserecord.Holder(got), waited, to, got.Annotations[leaserecord.AnnotationAcquiredHow], reserve, timings.LeaseDuration)
 	}
 	procs[to].proxy.SetMode(testutil.Pass)
+}
+
+// A handover to an identity that never comes costs one reservation: the Lease is
+// then elected as usual, and no holder hands over to it again under the same
+// attempt, in this term or a later one. A new attempt tries once more.
+func TestHandoverToAnAbsentTargetLapsesOncePerAttempt(t *testing.T) {
+	ns := newNamespace(t)
+	key := types.NamespacedName{Namespace: ns, Name: "lock"}
+	rec, hist := newRecorder(t), watchLease(t, key)
+	procs := startCandidates(t, key, rec, fast, "a", "b")
+	waitLeader(t, rec, key, 10*time.Second, "")
+	handTo := func(attempt string) {
+		for id, p := range procs {
+			cfg := fast
+			cfg.Lease, cfg.Identity, cfg.ReleaseOnCancel = key, id, true
+			cfg.HandOverTo, cfg.HandOverAttempt = "ghost", attempt
+			if _, err := p.reg.Ensure(key.String(), cfg, Callbacks{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	reserve := fast.Timings().HandoverReservation()
+	handTo("1")
+	// Long enough for several lapses, had every new holder handed over again.
+	time.Sleep(reserve + 3*fast.LeaseDuration)
+	if n := handoversTo(hist, "ghost"); n != 1 {
+		t.Fatalf("%d handovers to ghost under one attempt, want 1", n)
+	}
+	if leaserecord.Holder(hist.last()) == "" {
+		t.Errorf("nobody holds the Lease after the lapse")
+	}
+	// The holder dies: the next term still remembers the lapse.
+	holder := leaserecord.Holder(hist.last())
+	procs[holder].proxy.SetMode(testutil.Blackhole)
+	waitLeader(t, rec, key, fast.LeaseDuration+fast.RenewDeadline+slack, holder)
+	time.Sleep(reserve + slack)
+	if n := handoversTo(hist, "ghost"); n != 1 {
+		t.Errorf("%d handovers to ghost after the holder changed, want still 1", n)
+	}
+	procs[holder].proxy.SetMode(testutil.Pass)
+	handTo("2")
+	eventually(t, reserve+2*slack, "a second attempt", func() bool { return handoversTo(hist, "ghost") == 2 })
+	time.Sleep(reserve + fast.LeaseDuration)
+	if n := handoversTo(hist, "ghost"); n != 2 {
+		t.Errorf("%d handovers to ghost after two attempts, want 2", n)
+	}
+}
+
+// handoversTo counts the releases for identity to in the Lease's history.
+func handoversTo(h *history, to string) int {
+	n := 0
+	var prev *coordinationv1.Lease
+	for _, cur := range h.all() {
+		if leaserecord.HandedOverTo(cur) == to && leaserecord.HandedOverTo(prev) != to {
+			n++
+		}
+		prev = cur
+	}
+	return n
 }

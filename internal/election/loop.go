@@ -196,7 +196,10 @@ func (l *loop) leaderStep(ctx context.Context, now time.Time, cfg *Config) (next
 	case l.renewConflict && !l.resolveConflict():
 		leading, _ = l.e.leadingState()
 		return until, leading
-	case cfg.HandOverTo != "" && cfg.HandOverTo != l.e.id:
+	case cfg.HandOverTo != "" && cfg.HandOverTo != l.e.id && !leaserecord.HandoverLapsed(l.own, cfg.HandOverTo, cfg.HandOverAttempt) &&
+		(cfg.Live == nil || cfg.Live(cfg.HandOverTo)):
+		// Not again to a target that let this attempt's reservation lapse: the record
+		// says so, whoever holds it now.
 		l.handOver(ctx, cfg.HandOverTo)
 		return time.Time{}, false
 	case now.Before(l.nextRenew):

@@ -92,5 +92,5 @@ func released(own *coordinationv1.Lease, identity, to string, now time.Time, cfg
 	if to == "" {
 		return leaserecord.Release(own, identity, now)
 	}
-	return leaserecord.HandOver(own, identity, to, now, cfg.Timings().HandoverReservation())
+	return leaserecord.HandOver(own, identity, to, cfg.HandOverAttempt, now, cfg.Timings().HandoverReservation())
 }

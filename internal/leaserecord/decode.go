@@ -30,6 +30,15 @@ func HandedOverTo(l *coordinationv1.Lease) string {
 	return l.Annotations[AnnotationHandoverTo]
 }
 
+// HandoverLapsed tells whether l records that a handover to identity under attempt
+// lapsed: the target did not take the Lease within its reservation, and no
+// handover has been made since. Holders do not hand over to it again under the
+// same attempt.
+func HandoverLapsed(l *coordinationv1.Lease, identity, attempt string) bool {
+	return l != nil && identity != "" && l.Annotations[AnnotationHandoverLapsed] == identity &&
+		l.Annotations[AnnotationHandoverAttempt] == attempt
+}
+
 // Start is how the term l shows began, as its writer recorded it; StartUnknown
 // when the writer recorded nothing (client-go, say).
 func Start(l *coordinationv1.Lease) v1alpha1.StartReason {

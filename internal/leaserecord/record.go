@@ -32,10 +32,20 @@ const (
 	// AnnotationHandoverTo, on a released Lease, names the identity it was released
 	// for: that identity takes it at once, every other one waits for it to expire.
 	AnnotationHandoverTo = "coordination.electionmanager.dev/handover-to"
+	// AnnotationHandoverAttempt names the attempt a handover was made under (the
+	// caller's token: the controller's says which spec and which return of the
+	// target). It goes with handover-to, and then with handover-lapsed.
+	AnnotationHandoverAttempt = "coordination.electionmanager.dev/handover-attempt"
+	// AnnotationHandoverLapsed names the identity a Lease was last handed over to
+	// that did not take it within its reservation. It stays on the record, through
+	// later terms, releases and expiries, until the next handover: holders do not
+	// hand over to it again under the same attempt.
+	AnnotationHandoverLapsed = "coordination.electionmanager.dev/handover-lapsed"
 )
 
 // Reserved lists the annotations only this package writes.
-var Reserved = []string{AnnotationAcquiredHow, AnnotationReleasedBy, AnnotationReleasedAt, AnnotationHandoverTo}
+var Reserved = []string{AnnotationAcquiredHow, AnnotationReleasedBy, AnnotationReleasedAt, AnnotationHandoverTo,
+	AnnotationHandoverAttempt, AnnotationHandoverLapsed}
 
 // How is the value of AnnotationAcquiredHow.
 type How string
@@ -142,11 +152,19 @@ func Create(key types.NamespacedName, w Writer, now time.Time, epoch int32) *coo
 // and above (the highest epoch the election is known to have handed out, which a
 // re-created Lease may be below), whoever held it before (the same identity too),
 // and the annotations say how. cur is the version read: the write is guarded by
-// its resourceVersion.
+// its resourceVersion. Taking a Lease reserved for someone else records that the
+// handover lapsed; the target taking it clears that.
 func Acquire(cur *coordinationv1.Lease, w Writer, now time.Time, how How, above int32) *coordinationv1.Lease {
 	l := outgoing(cur)
 	w.stamp(l)
 	setAnnotation(l, AnnotationAcquiredHow, string(how))
+	switch to := HandedOverTo(cur); {
+	case to != "" && to != w.Identity:
+		setAnnotation(l, AnnotationHandoverLapsed, to) // the attempt stays with it
+	case how == Handover:
+		delete(l.Annotations, AnnotationHandoverLapsed)
+		delete(l.Annotations, AnnotationHandoverAttempt)
+	}
 	delete(l.Annotations, AnnotationHandoverTo)
 	if how != AfterRelease && how != Handover {
 		// The release annotations describe how the current holder came in; after an
@@ -181,13 +199,16 @@ func Release(own *coordinationv1.Lease, releaser string, now time.Time) *coordin
 	return l
 }
 
-// HandOver is own released by releaser for identity to, which takes it at once.
-// The record's duration becomes reserve (see timing.HandoverReservation): the other
-// candidates leave the Lease to to that long, and no longer, so a target that never
-// comes costs one short wait.
-func HandOver(own *coordinationv1.Lease, releaser, to string, now time.Time, reserve time.Duration) *coordinationv1.Lease {
+// HandOver is own released by releaser for identity to, which takes it at once,
+// under attempt (see AnnotationHandoverAttempt). The record's duration becomes
+// reserve (see timing.HandoverReservation): the other candidates leave the Lease to
+// to that long, and no longer, so a target that never comes costs one short wait.
+// A new handover replaces the memory of the last lapsed one.
+func HandOver(own *coordinationv1.Lease, releaser, to, attempt string, now time.Time, reserve time.Duration) *coordinationv1.Lease {
 	l := released(own, releaser, now)
 	setAnnotation(l, AnnotationHandoverTo, to)
+	setAnnotation(l, AnnotationHandoverAttempt, attempt)
+	delete(l.Annotations, AnnotationHandoverLapsed)
 	l.Spec.LeaseDurationSeconds = ptrInt32(max(1, int32(reserve/time.Second)))
 	return l
 }

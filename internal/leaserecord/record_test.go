@@ -42,16 +42,16 @@ func TestEveryWriteDecodes(t *testing.T) {
 		wantAt    time.Time             // zero: the record does not say
 	}{
 		{"released", Release(renewed, "a", t0.Add(2*time.Second)), "", v1alpha1.EndReleased, t0.Add(2 * time.Second)},
-		{"handed over", HandOver(renewed, "a", "b", t0.Add(2*time.Second), 6*time.Second), "", v1alpha1.EndHandover, t0.Add(2 * time.Second)},
+		{"handed over", HandOver(renewed, "a", "b", "", t0.Add(2*time.Second), 6*time.Second), "", v1alpha1.EndHandover, t0.Add(2 * time.Second)},
 		{"released, then acquired", Acquire(stored(Release(renewed, "a", t0.Add(2*time.Second)), "3"), writer("b"), t0.Add(3*time.Second), AfterRelease, 0),
 			v1alpha1.StartAfterRelease, v1alpha1.EndReleased, t0.Add(2 * time.Second)},
-		{"handed over, then taken", Acquire(stored(HandOver(renewed, "a", "b", t0.Add(2*time.Second), 6*time.Second), "3"), writer("b"), t0.Add(3*time.Second), Handover, 0),
+		{"handed over, then taken", Acquire(stored(HandOver(renewed, "a", "b", "", t0.Add(2*time.Second), 6*time.Second), "3"), writer("b"), t0.Add(3*time.Second), Handover, 0),
 			v1alpha1.StartHandover, v1alpha1.EndHandover, t0.Add(2 * time.Second)},
 		{"expired, taken over", Acquire(renewed, writer("b"), t0.Add(20*time.Second), AfterExpiry, 0),
 			v1alpha1.StartAfterExpiry, v1alpha1.EndExpired, time.Time{}},
 		{"the same identity again after a loss", Acquire(renewed, writer("a"), t0.Add(20*time.Second), AfterExpiry, 0),
 			v1alpha1.StartAfterExpiry, v1alpha1.EndExpired, time.Time{}},
-		{"handed over but taken by another after the reservation", Acquire(stored(HandOver(renewed, "a", "b", t0.Add(2*time.Second), 6*time.Second), "3"), writer("c"), t0.Add(9*time.Second), AfterRelease, 0),
+		{"handed over but taken by another after the reservation", Acquire(stored(HandOver(renewed, "a", "b", "", t0.Add(2*time.Second), 6*time.Second), "3"), writer("c"), t0.Add(9*time.Second), AfterRelease, 0),
 			v1alpha1.StartAfterRelease, v1alpha1.EndReleased, t0.Add(2 * time.Second)},
 		{"deleted", nil, "", v1alpha1.EndUnknown, time.Time{}},
 	}
@@ -144,7 +144,7 @@ func TestReleaseAndHandOverDurations(t *testing.T) {
 	if _, ok := r.Annotations[AnnotationAcquiredHow]; ok {
 		t.Errorf("acquired-how kept on a released Lease")
 	}
-	h := HandOver(own, "a", "b", t0, 6*time.Second)
+	h := HandOver(own, "a", "b", "", t0, 6*time.Second)
 	if HandedOverTo(h) != "b" || *h.Spec.LeaseDurationSeconds != 6 {
 		t.Errorf("handover: to %q duration %d, want b 6 (the reservation)", HandedOverTo(h), *h.Spec.LeaseDurationSeconds)
 	}
@@ -184,5 +184,54 @@ func TestAcquireStartsAboveTheKnownEpochs(t *testing.T) {
 	held := stored(Create(key, writer("b"), t0, 9), "2")
 	if l := Acquire(held, writer("a"), t0, AfterExpiry, 7); Epoch(l) != 10 {
 		t.Errorf("acquired at 9 above 7: epoch %d, want 10", Epoch(l))
+	}
+}
+
+// TestHandoverLapseIsRemembered: a Lease reserved for b and taken by another
+// records that the handover to b lapsed under its attempt; the record keeps saying
+// so through renewals, releases and expiries (any term), and forgets it only with
+// the next handover, or when b takes it.
+func TestHandoverLapseIsRemembered(t *testing.T) {
+	own := stored(Create(key, writer("a"), t0, 1), "1")
+	handed := stored(HandOver(own, "a", "b", "gen-1", t0, 3*time.Second), "2")
+	lapsed := stored(Acquire(handed, writer("c"), t0.Add(3*time.Second), AfterRelease, 0), "3")
+	renewed := stored(Renew(lapsed, writer("c"), t0.Add(4*time.Second)), "4")
+	released := stored(Release(renewed, "c", t0.Add(5*time.Second)), "5")
+	afterRelease := stored(Acquire(released, writer("a"), t0.Add(6*time.Second), AfterRelease, 0), "6")
+	afterExpiry := stored(Acquire(afterRelease, writer("c"), t0.Add(30*time.Second), AfterExpiry, 0), "7")
+	again := stored(HandOver(afterExpiry, "c", "b", "gen-2", t0.Add(31*time.Second), 3*time.Second), "8")
+	taken := stored(Acquire(handed, writer("b"), t0.Add(time.Second), Handover, 0), "3")
+	tests := []struct {
+		name    string
+		l       *coordinationv1.Lease
+		to      string
+		attempt string
+		want    bool
+	}{
+		{"while reserved, nothing lapsed yet", handed, "b", "gen-1", false},
+		{"taken by another: lapsed", lapsed, "b", "gen-1", true},
+		{"only for that attempt", lapsed, "b", "gen-2", false},
+		{"only for that identity", lapsed, "c", "gen-1", false},
+		{"kept by a renewal", renewed, "b", "gen-1", true},
+		{"kept by a release", released, "b", "gen-1", true},
+		{"kept into the next term", afterRelease, "b", "gen-1", true},
+		{"kept after an expiry", afterExpiry, "b", "gen-1", true},
+		{"forgotten by the next handover", again, "b", "gen-1", false},
+		{"the target took it: nothing lapsed", taken, "b", "gen-1", false},
+		{"no identity", lapsed, "", "gen-1", false},
+		{"no record", nil, "b", "gen-1", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := HandoverLapsed(tt.l, tt.to, tt.attempt); got != tt.want {
+				t.Errorf("HandoverLapsed(%s, %s) = %t, want %t (annotations %v)", tt.to, tt.attempt, got, tt.want, tt.l.GetAnnotations())
+			}
+		})
+	}
+	if taken.Annotations[AnnotationHandoverAttempt] != "" || taken.Annotations[AnnotationHandoverLapsed] != "" {
+		t.Errorf("a handover taken by its target left %v", taken.Annotations)
+	}
+	if Start(lapsed) != v1alpha1.StartAfterRelease || HandedOverTo(lapsed) != "" {
+		t.Errorf("the term after a lapse: start %s, handover-to %q; want AfterRelease, none", Start(lapsed), HandedOverTo(lapsed))
 	}
 }

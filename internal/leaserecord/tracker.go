@@ -90,7 +90,7 @@ func (t *Tracker) Since(key types.NamespacedName, l *coordinationv1.Lease) time.
 // Delete records that the Lease key was deleted, last being its final record (or,
 // with unknown, only the last one this process knew). It tells whether the object
 // was the one known; a late event about an object already replaced changes nothing.
-// Tombstones past tombstoneBound are pruned here.
+// Expired tombstones are pruned here (see Prune).
 func (t *Tracker) Delete(key types.NamespacedName, last *coordinationv1.Lease, unknown bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -101,12 +101,32 @@ func (t *Tracker) Delete(key types.NamespacedName, last *coordinationv1.Lease, u
 	delete(t.seen, key)
 	now := t.clock.Now()
 	t.bury(key, last.DeepCopy(), last.UID, now, unknown)
+	t.prune(now)
+	return known
+}
+
+// Prune forgets the tombstones no reader needs any more: a gone record's holder
+// leads for its Duration after it went at the latest (an unknown final state is
+// kept for tombstoneBound). Delete prunes too; a process calls Prune from time to
+// time so that the last burst of deletions is not remembered for ever. Electors
+// fold a tombstone's epoch into their own memory when they see it; a group's
+// recorded epochs cover electors started later.
+func (t *Tracker) Prune() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.prune(t.clock.Now())
+}
+
+func (t *Tracker) prune(now time.Time) {
 	for k, g := range t.gone {
-		if !now.Before(g.At.Add(tombstoneBound)) {
+		keep := Duration(g.Lease, tombstoneBound)
+		if g.Unknown {
+			keep = tombstoneBound
+		}
+		if !now.Before(g.At.Add(keep)) {
 			delete(t.gone, k)
 		}
 	}
-	return known
 }
 
 // bury keeps the newest gone object of key; the first sighting of its end counts.

@@ -121,3 +121,28 @@ func TestTrackerUnknownFinalStateCountsAsHeld(t *testing.T) {
 		t.Errorf("a known release is free at once, got until %v", g.Until(15*time.Second))
 	}
 }
+
+// Prune forgets expired tombstones without waiting for another deletion, and keeps
+// the ones a reader may still need.
+func TestTrackerPrunesWithoutAnotherDeletion(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(t0)
+	tr := NewTracker(clk)
+	for i, name := range []string{"a", "b"} {
+		l := stored(Create(key, writer("x"), t0, 1), "1")
+		l.Name, l.UID = name, types.UID(name)
+		l.Spec.LeaseDurationSeconds = ptrInt32(int32(2 + 10*i)) // a: 2s, b: 12s
+		k := types.NamespacedName{Namespace: "ns", Name: name}
+		tr.Since(k, l)
+		tr.Delete(k, l, false)
+	}
+	clk.SetTime(t0.Add(5 * time.Second))
+	tr.Prune()
+	if _, gone := tr.Size(); gone != 1 {
+		t.Errorf("%d tombstones at +5s, want 1 (b's holder may lead until +12s)", gone)
+	}
+	clk.SetTime(t0.Add(12 * time.Second))
+	tr.Prune()
+	if seen, gone := tr.Size(); seen != 0 || gone != 0 {
+		t.Errorf("%d records, %d tombstones at +12s, want none", seen, gone)
+	}
+}

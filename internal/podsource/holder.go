@@ -123,7 +123,7 @@ func (h *Holder) writeLease(ctx context.Context, g Group, want, holder string, n
 		next = leaserecord.Acquire(cur, w, now, leaserecord.TakeoverHow(cur), g.EpochFloor)
 	case want == g.Preferred && canLeadNamed(g.Pods, holder):
 		// A Ready leader gives way to the preferred pod: a handover, in one write.
-		released := leaserecord.HandOver(cur, holder, want, now, g.LeaseDuration)
+		released := leaserecord.HandOver(cur, holder, want, "", now, g.LeaseDuration)
 		next = leaserecord.Acquire(released, w, now, leaserecord.Handover, g.EpochFloor)
 	default:
 		// The leader can no longer lead: the manager releases for it and moves the

@@ -47,7 +47,6 @@ func setUpElections(ctx context.Context, mgr ctrl.Manager, o *Options) error {
 		Identity:                o.ID,
 		Electors:                registry,
 		Leases:                  leases,
-		LockName:                o.Lock.Name,
 		ExternalLeaseNamespaces: o.ExternalLeaseNamespaces,
 	}
 	if o.PodsSource {
@@ -85,12 +84,14 @@ func setUpElections(ctx context.Context, mgr ctrl.Manager, o *Options) error {
 		r.Writer.Start(ctx)
 		presence.Start(ctx)
 		<-ctx.Done()
-		// A graceful stop releases every Lease this instance leads, so others take
-		// over at once, and removes the presence Lease.
+		// A graceful stop first removes the presence Lease, so that this instance is
+		// no longer a candidate (nobody hands a Lease back to it), then releases every
+		// Lease it leads, so others take over at once.
+		presence.Stop()
+		err := deletePresence(clientset, presenceCfg.Lease)
 		registry.StopAll()
 		r.Writer.Stop()
-		presence.Stop()
-		return deletePresence(clientset, presenceCfg.Lease)
+		return err
 	}))
 }
 
