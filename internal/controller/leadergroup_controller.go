@@ -113,7 +113,8 @@ func (r *LeaderGroupReconciler) blocked(ctx context.Context, group *v1alpha1.Lea
 	if err := r.List(ctx, &same, client.MatchingFields{leaseIndex: lease.String()}); err != nil {
 		return blocked{}, fmt.Errorf("listing the groups on Lease %s: %w", lease, err)
 	}
-	return blockedBy(group, lease, r.ExternalLeaseNamespaces, r.Pods != nil, same.Items), nil
+	inst := installation{lock: r.Writer.Config().Lease, externalNamespaces: r.ExternalLeaseNamespaces, podsEnabled: r.Pods != nil}
+	return blockedBy(group, lease, inst, same.Items), nil
 }
 
 // syncElector runs this instance's elector in a Manager group that may run, and stops
