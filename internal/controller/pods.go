@@ -45,10 +45,11 @@ func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.Le
 	current := r.Leases.Get(lease)
 	written, renewIn, err := r.Pods.Sync(ctx, podsource.Group{
 		Lease: lease, Pods: pods.Items, Current: current,
-		Expired:       r.podsLeaseExpired(lease, current, group.Spec.LeaseDuration.Duration),
-		Suspended:     suspended,
-		Preferred:     group.Spec.PreferredHolder,
-		LeaseDuration: group.Spec.LeaseDuration.Duration, RetryPeriod: group.Spec.RetryPeriod.Duration,
+		Expired:        r.expired(lease, current, group.Spec.LeaseDuration.Duration),
+		RenewedLongAgo: r.renewedLongAgo(current, group.Spec.LeaseDuration.Duration),
+		Suspended:      suspended,
+		Preferred:      group.Spec.PreferredHolder,
+		LeaseDuration:  group.Spec.LeaseDuration.Duration, RetryPeriod: group.Spec.RetryPeriod.Duration,
 		Owner:      ownerReference(group),
 		EpochFloor: groups.EpochFloor(group),
 	})
@@ -77,16 +78,15 @@ func (r *LeaderGroupReconciler) groupsForPod(ctx context.Context, pod client.Obj
 	return out
 }
 
-// podsLeaseExpired tells whether nobody renewed a Pods group's Lease for leaseDuration.
-// Besides this observer's clock, it trusts the renewTime a manager instance wrote:
-// a status writer that has just taken over has not watched long enough to know that
-// no instance renewed while none was writing (a clock skew between instances can
-// only cost a needless transition, never a second leader).
-func (r *LeaderGroupReconciler) podsLeaseExpired(key types.NamespacedName, l *coordinationv1.Lease, leaseDuration time.Duration) bool {
+// expired tells whether the Lease's record has not changed for its duration on this
+// observer's clock.
+func (r *LeaderGroupReconciler) expired(key types.NamespacedName, l *coordinationv1.Lease, leaseDuration time.Duration) bool {
 	expiry, held := r.Leases.Tracker().Expiry(key, l, leaseDuration)
-	if !held {
-		return false
-	}
-	now := r.Clock.Now()
-	return !now.Before(expiry) || (l.Spec.RenewTime != nil && now.Sub(l.Spec.RenewTime.Time) >= leaserecord.Duration(l, leaseDuration))
+	return held && !r.Clock.Now().Before(expiry)
+}
+
+// renewedLongAgo tells whether the Lease's renewTime is older than its duration, on
+// the writer's clock (see podsource.Group.RenewedLongAgo for whom it is trusted).
+func (r *LeaderGroupReconciler) renewedLongAgo(l *coordinationv1.Lease, leaseDuration time.Duration) bool {
+	return l != nil && l.Spec.RenewTime != nil && r.Clock.Now().Sub(l.Spec.RenewTime.Time) >= leaserecord.Duration(l, leaseDuration)
 }

@@ -35,9 +35,14 @@ type Group struct {
 	Pods []corev1.Pod
 	// Current is the Lease as observed; nil when it does not exist.
 	Current *coordinationv1.Lease
-	// Expired: Current's holder has not renewed for leaseDuration on our clock (a
-	// status writer was gone that long).
+	// Expired: Current's record has not changed for its duration on this observer's
+	// clock (the Lease tracker's).
 	Expired bool
+	// RenewedLongAgo: Current's renewTime is older than its duration. Trusted only
+	// for a holder of ours, whose renewTime a manager instance wrote: a status writer
+	// that has just taken over has not watched long enough to know that none renewed
+	// while none was writing. Another party's renewTime is on its own clock.
+	RenewedLongAgo bool
 	// Suspended: no pod may lead; the Lease is released and the label removed.
 	Suspended bool
 	// Preferred is the pod to hand leadership to while it can lead.
@@ -53,13 +58,18 @@ type Group struct {
 // order that never shows two leaders: take the label off the old leader, move the
 // Lease, then label the new one. It returns the Lease as written (Current when
 // unchanged) and when to renew next.
+//
+// A holder that is not ours keeps the Lease until it expires on this observer's
+// clock: until then Sync writes nothing and labels no pod.
 func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time.Duration, error) {
 	holder := leaserecord.Holder(g.Current)
+	foreign := holder != "" && !g.ours(holder)
+	g.Expired = g.Expired || (!foreign && g.RenewedLongAgo)
 	if g.Expired {
 		holder = ""
 	}
 	want := choose(g.Pods, holder, g.Preferred)
-	if g.Suspended {
+	if g.Suspended || (foreign && !g.Expired) {
 		want = ""
 	}
 	for i := range g.Pods {
@@ -70,6 +80,9 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 		}
 	}
 
+	if foreign && !g.Expired {
+		return g.Current, 0, nil
+	}
 	now := h.Clock.Now()
 	lease, err := h.writeLease(ctx, g, want, holder, now)
 	if err != nil {
@@ -89,6 +102,23 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 		return lease, 0, nil
 	}
 	return lease, max(lease.Spec.RenewTime.Add(g.RetryPeriod).Sub(now), time.Millisecond), nil
+}
+
+// ours tells whether holder holds the Lease for this group: one of its pods, or any
+// holder of a Lease the group owns (a pod deleted or relabelled was ours). Anyone
+// else is another party's: an elector, another controller.
+func (g *Group) ours(holder string) bool {
+	for i := range g.Pods {
+		if g.Pods[i].Name == holder {
+			return true
+		}
+	}
+	for _, o := range g.Current.GetOwnerReferences() {
+		if o.UID == g.Owner.UID {
+			return true
+		}
+	}
+	return false
 }
 
 // writeLease creates, moves, renews or releases the Lease for want, through the
