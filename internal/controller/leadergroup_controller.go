@@ -78,9 +78,7 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	group := &v1alpha1.LeaderGroup{}
 	if err := r.Get(ctx, req.NamespacedName, group); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.Electors.Stop(req.String()) // the group's Lease goes with it: it is owned
-			forgetGroupMetrics(req.Namespace, req.Name)
-			return ctrl.Result{}, nil
+			return ctrl.Result{}, r.forget(ctx, req.NamespacedName)
 		}
 		return ctrl.Result{}, err
 	}
@@ -105,6 +103,17 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: recheck}, nil
+}
+
+// forget stops what ran for a deleted group. Its Lease goes with it (it is owned);
+// its leader label is the status writer's to remove.
+func (r *LeaderGroupReconciler) forget(ctx context.Context, group types.NamespacedName) error {
+	r.Electors.Stop(group.String())
+	forgetGroupMetrics(group.Namespace, group.Name)
+	if !r.Writer.IsLeader() {
+		return nil
+	}
+	return r.unlabelLeftovers(ctx, group)
 }
 
 // blocked lists the groups naming the same Lease and says why group cannot run.

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -28,11 +29,12 @@ type podsView struct {
 }
 
 // syncPods holds a Pods group's Lease for its chosen pod. Only the status writer
-// calls it; it does nothing for other sources or a blocked group.
+// calls it; for other sources or a blocked group it only takes the group's leader
+// label off the pods that still carry it.
 func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.LeaderGroup, lease types.NamespacedName, block blocked) (*podsView, error) {
 	suspended := block.reason == v1alpha1.ReasonSuspended
 	if group.Spec.Candidates.Source != v1alpha1.SourcePods || (block.reason != "" && !suspended) {
-		return nil, nil
+		return nil, r.unlabelLeftovers(ctx, client.ObjectKeyFromObject(group))
 	}
 	selector, err := metav1.LabelSelectorAsSelector(group.Spec.Candidates.PodSelector)
 	if err != nil {
@@ -59,13 +61,51 @@ func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.Le
 	return &podsView{candidates: podsource.Candidates(pods.Items), lease: written, renewIn: renewIn}, nil
 }
 
-// groupsForPod wakes the Pods groups in a pod's namespace whose selector picks it.
-func (r *LeaderGroupReconciler) groupsForPod(ctx context.Context, pod client.Object) []reconcile.Request {
-	var groups v1alpha1.LeaderGroupList
-	if err := r.List(ctx, &groups, client.InNamespace(pod.GetNamespace())); err != nil {
+// unlabelLeftovers takes the leader label of group (which exists no more, or is
+// not a Pods group that may run) off every pod. The cache says whether any pod
+// carries it; the removal reads them fresh. Nothing happens without the Pods source.
+func (r *LeaderGroupReconciler) unlabelLeftovers(ctx context.Context, group types.NamespacedName) error {
+	if r.Pods == nil || len(validation.IsValidLabelValue(group.Name)) > 0 {
+		return nil // no pod can carry a label of that value
+	}
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.InNamespace(group.Namespace), client.MatchingLabels{podsource.LabelLeader: group.Name}); err != nil {
+		return fmt.Errorf("listing the pods labelled leader of %s: %w", group.Name, err)
+	}
+	if len(pods.Items) == 0 {
+		return nil
+	}
+	return r.Pods.Unlabel(ctx, group.Namespace, group.Name)
+}
+
+// labelledGroups are the groups that pods of the cache carry the leader label of:
+// the status writer wakes them when it takes over, so that labels of a group
+// deleted while no instance wrote are removed too.
+func (r *LeaderGroupReconciler) labelledGroups(ctx context.Context) []reconcile.Request {
+	var pods corev1.PodList
+	if r.Pods == nil || r.List(ctx, &pods, client.HasLabels{podsource.LabelLeader}) != nil {
 		return nil
 	}
 	var out []reconcile.Request
+	for i := range pods.Items {
+		if group := pods.Items[i].Labels[podsource.LabelLeader]; group != "" {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: pods.Items[i].Namespace, Name: group}})
+		}
+	}
+	return out
+}
+
+// groupsForPod wakes the Pods groups in a pod's namespace whose selector picks it,
+// and the group whose leader label it carries (which may exist no more).
+func (r *LeaderGroupReconciler) groupsForPod(ctx context.Context, pod client.Object) []reconcile.Request {
+	var out []reconcile.Request
+	if group := pod.GetLabels()[podsource.LabelLeader]; group != "" {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: pod.GetNamespace(), Name: group}})
+	}
+	var groups v1alpha1.LeaderGroupList
+	if err := r.List(ctx, &groups, client.InNamespace(pod.GetNamespace())); err != nil {
+		return out
+	}
 	for _, g := range groups.Items {
 		if g.Spec.Candidates.Source != v1alpha1.SourcePods {
 			continue

@@ -7,6 +7,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
@@ -49,6 +50,10 @@ func blockedBy(g *v1alpha1.LeaderGroup, lease types.NamespacedName, inst install
 	}
 	if err := groups.ValidateTimings(g); err != nil {
 		return blocked{v1alpha1.ReasonInvalidSpec, err.Error()}
+	}
+	if msgs := validation.IsValidLabelValue(g.Name); source == v1alpha1.SourcePods && len(msgs) > 0 {
+		return blocked{v1alpha1.ReasonInvalidSpec, fmt.Sprintf(
+			"metadata.name %q: a Pods group's name is its leader label's value: %s", g.Name, strings.Join(msgs, "; "))}
 	}
 	if source == v1alpha1.SourcePods && !inst.podsEnabled {
 		return blocked{v1alpha1.ReasonSourceNotSupported, "candidates.source Pods: this manager runs without --pods-source (the chart's podsSource.enabled)"}

@@ -13,7 +13,8 @@ import (
 )
 
 const (
-	// LabelLeader marks the pod that holds its group's Lease.
+	// LabelLeader marks the pod that holds its group's Lease; its value is the
+	// group's name (a Service selects one group's leader with it).
 	LabelLeader = "coordination.electionmanager.dev/leader"
 	// AnnotationEpoch on the leader pod is its term's epoch (the Lease's
 	// leaseTransitions), for the pod to read through the downward API.

@@ -2,6 +2,7 @@ package podsource
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -24,8 +25,15 @@ import (
 // writer uses it; every write is guarded by the resourceVersion it read.
 type Holder struct {
 	Client client.Client
-	Leases coordinationv1client.LeasesGetter
-	Clock  clock.PassiveClock
+	// APIReader reads past the cache: the pods that carry a group's label are found
+	// fresh before the Lease moves, so that none is left labelled.
+	APIReader client.Reader
+	Leases    coordinationv1client.LeasesGetter
+	Clock     clock.PassiveClock
+	// Writing tells whether this instance still writes status (holds the manager's
+	// lock, on its own clock); checked right before every write, so that a writer
+	// that lost the lock mid-Sync writes nothing more. nil: always.
+	Writing func() bool
 }
 
 // Group is what Sync needs to know of a Pods group.
@@ -55,9 +63,10 @@ type Group struct {
 }
 
 // Sync makes the Lease and the leader label name the pod that should lead, in the
-// order that never shows two leaders: take the label off the old leader, move the
-// Lease, then label the new one. It returns the Lease as written (Current when
-// unchanged) and when to renew next.
+// order that never shows two leaders: take the label off every other pod that
+// carries it (found by the label, fresh, not through the selector), move the Lease,
+// then label the pod the written Lease names, at its epoch. It returns the Lease as
+// written (Current when unchanged) and when to renew next.
 //
 // A holder that is not ours keeps the Lease until it expires on this observer's
 // clock: until then Sync writes nothing and labels no pod.
@@ -68,20 +77,26 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 	if g.Expired {
 		holder = ""
 	}
-	want := choose(g.Pods, holder, g.Preferred)
+	want := choose(g.candidates(), holder, g.Preferred)
 	if g.Suspended || (foreign && !g.Expired) {
 		want = ""
 	}
-	for i := range g.Pods {
-		if p := &g.Pods[i]; p.Name != want && p.Labels[LabelLeader] != "" {
-			if err := h.patchLeader(ctx, p, nil); err != nil {
+	labelled, err := h.labelled(ctx, g.Lease.Namespace, g.label())
+	if err != nil {
+		return nil, 0, err
+	}
+	for i := range labelled {
+		if p := &labelled[i]; p.Name != want {
+			if err := h.unlabel(ctx, p); err != nil {
 				return nil, 0, err
 			}
 		}
 	}
-
 	if foreign && !g.Expired {
 		return g.Current, 0, nil
+	}
+	if !h.writing() {
+		return nil, 0, errNotWriting
 	}
 	now := h.Clock.Now()
 	lease, err := h.writeLease(ctx, g, want, holder, now)
@@ -89,19 +104,50 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 		return nil, 0, err
 	}
 	if want != "" {
-		epoch := strconv.Itoa(int(leaserecord.Epoch(lease)))
-		for i := range g.Pods {
-			if p := &g.Pods[i]; p.Name == want && (p.Labels[LabelLeader] != "true" || p.Annotations[AnnotationEpoch] != epoch) {
-				if err := h.patchLeader(ctx, p, &epoch); err != nil {
-					return lease, 0, err
-				}
-			}
+		if err := h.label(ctx, g, lease, pick(labelled, g.Pods, want)); err != nil {
+			return lease, 0, err
 		}
 	}
 	if want == "" || lease == nil || lease.Spec.RenewTime == nil {
 		return lease, 0, nil
 	}
 	return lease, max(lease.Spec.RenewTime.Add(g.RetryPeriod).Sub(now), time.Millisecond), nil
+}
+
+// Unlabel takes group's leader label off every pod in namespace that carries it:
+// for a group that no longer exists, is blocked, or is not a Pods group.
+func (h *Holder) Unlabel(ctx context.Context, namespace, group string) error {
+	labelled, err := h.labelled(ctx, namespace, group)
+	if err != nil {
+		return err
+	}
+	for i := range labelled {
+		if err := h.unlabel(ctx, &labelled[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errNotWriting stops a Sync whose instance lost the manager's lock on the way.
+var errNotWriting = errors.New("no longer the status writer")
+
+func (h *Holder) writing() bool { return h.Writing == nil || h.Writing() }
+
+// label is the leader label's value for this group: its name, so that a Service
+// selects the leader of one group, and labels are found by group, not by selector.
+func (g *Group) label() string { return g.Owner.Name }
+
+// candidates are the group's pods but those another group's leader label marks: a
+// pod carries one value, so it leads one group at a time.
+func (g *Group) candidates() []corev1.Pod {
+	out := make([]corev1.Pod, 0, len(g.Pods))
+	for i := range g.Pods {
+		if v, ok := g.Pods[i].Labels[LabelLeader]; !ok || v == g.label() {
+			out = append(out, g.Pods[i])
+		}
+	}
+	return out
 }
 
 // ours tells whether holder holds the Lease for this group: one of its pods, or any
@@ -167,15 +213,56 @@ func (h *Holder) writeLease(ctx context.Context, g Group, want, holder string, n
 	return updated, nil
 }
 
-// patchLeader labels the pod as leader of epoch, or removes the label (epoch nil).
-func (h *Holder) patchLeader(ctx context.Context, p *corev1.Pod, epoch *string) error {
-	label, annotation := "null", "null"
-	if epoch != nil {
-		label, annotation = `"true"`, strconv.Quote(*epoch)
+// labelled lists, fresh from the API server, the pods of namespace that carry
+// group's leader label, whether the group's selector picks them or not.
+func (h *Holder) labelled(ctx context.Context, namespace, group string) ([]corev1.Pod, error) {
+	var pods corev1.PodList
+	if err := h.APIReader.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{LabelLeader: group}); err != nil {
+		return nil, fmt.Errorf("listing the pods labelled leader of %s: %w", group, err)
 	}
-	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%s},"annotations":{%q:%s}}}`, LabelLeader, label, AnnotationEpoch, annotation)
+	return pods.Items, nil
+}
+
+// label puts the leader label on p for the term the written Lease names, unless it
+// is there already. A pod another group's label marks is left alone (choose did
+// not pick it; if the view was stale the precondition fails).
+func (h *Holder) label(ctx context.Context, g Group, lease *coordinationv1.Lease, p *corev1.Pod) error {
+	epoch := strconv.Itoa(int(leaserecord.Epoch(lease)))
+	if p == nil || !leaserecord.Names(lease, p.Name, leaserecord.Epoch(lease)) ||
+		(p.Labels[LabelLeader] == g.label() && p.Annotations[AnnotationEpoch] == epoch) {
+		return nil
+	}
+	if !h.writing() {
+		return errNotWriting
+	}
+	return h.patch(ctx, p, fmt.Sprintf(`{%q:%q}`, LabelLeader, g.label()), fmt.Sprintf(`{%q:%q}`, AnnotationEpoch, epoch))
+}
+
+// unlabel takes the leader label and the epoch off p. Removing a label can never
+// make two leaders, so it needs no check that this instance still writes.
+func (h *Holder) unlabel(ctx context.Context, p *corev1.Pod) error {
+	return h.patch(ctx, p, fmt.Sprintf(`{%q:null}`, LabelLeader), fmt.Sprintf(`{%q:null}`, AnnotationEpoch))
+}
+
+// patch merges labels and annotations into p, on the condition that p is still the
+// version read: a stale view (a pod relabelled, re-created, or labelled by another
+// group meanwhile) fails with a conflict, and the next reconcile decides again.
+func (h *Holder) patch(ctx context.Context, p *corev1.Pod, labels, annotations string) error {
+	patch := fmt.Sprintf(`{"metadata":{"resourceVersion":%q,"labels":%s,"annotations":%s}}`, p.ResourceVersion, labels, annotations)
 	if err := h.Client.Patch(ctx, p, client.RawPatch(types.MergePatchType, []byte(patch))); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("relabelling pod %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	return nil
+}
+
+// pick returns the pod called name, the fresh labelled copy if there is one.
+func pick(labelled, pods []corev1.Pod, name string) *corev1.Pod {
+	for _, list := range [][]corev1.Pod{labelled, pods} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
 	}
 	return nil
 }

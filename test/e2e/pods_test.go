@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
 	"github.com/election-manager/election-manager/internal/podsource"
@@ -39,29 +40,39 @@ func (c *cluster) pod(name string, ready bool) {
 
 func (c *cluster) setReady(name string, ready bool) {
 	c.t.Helper()
-	p, err := clientset.CoreV1().Pods(c.namespace).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		c.t.Fatal(err)
-	}
 	status := corev1.ConditionFalse
 	if ready {
 		status = corev1.ConditionTrue
 	}
-	p.Status.Phase = corev1.PodRunning
-	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: status, LastTransitionTime: metav1.Now()}}
-	if _, err := clientset.CoreV1().Pods(c.namespace).UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+	// The manager may relabel the pod in between: read again on a conflict.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := clientset.CoreV1().Pods(c.namespace).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: status, LastTransitionTime: metav1.Now()}}
+		_, err = clientset.CoreV1().Pods(c.namespace).UpdateStatus(context.Background(), p, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		c.t.Fatal(err)
 	}
 }
 
 // labelWatch follows the pods of a namespace and records, after every event, which
-// pods carry the leader label: a Service selecting it must never see two.
+// pods carry the leader label: a Service selecting it must never see two of one
+// group (pods labelled with the same value).
 type labelWatch struct {
 	mu       sync.Mutex
-	labelled map[string]string // pod -> epoch annotation
-	most     int
+	labelled map[string]labelled // by pod
+	most     int                 // the most pods seen labelled with one value at once
+	first    string              // the first time two were, described
+	events   int
 	stop     func()
 }
+
+type labelled struct{ value, epoch string }
 
 func (c *cluster) watchLabels() *labelWatch {
 	c.t.Helper()
@@ -70,7 +81,7 @@ func (c *cluster) watchLabels() *labelWatch {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	w := &labelWatch{labelled: map[string]string{}, stop: cancel}
+	w := &labelWatch{labelled: map[string]labelled{}, stop: cancel}
 	for i := range list.Items {
 		w.see(&list.Items[i], false)
 	}
@@ -92,20 +103,28 @@ func (c *cluster) watchLabels() *labelWatch {
 func (w *labelWatch) see(p *corev1.Pod, deleted bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !deleted && p.Labels[podsource.LabelLeader] == "true" {
-		w.labelled[p.Name] = p.Annotations[podsource.AnnotationEpoch]
+	w.events++
+	if value, ok := p.Labels[podsource.LabelLeader]; ok && !deleted {
+		w.labelled[p.Name] = labelled{value: value, epoch: p.Annotations[podsource.AnnotationEpoch]}
 	} else {
 		delete(w.labelled, p.Name)
 	}
-	w.most = max(w.most, len(w.labelled))
+	perValue := map[string]int{}
+	for _, l := range w.labelled {
+		perValue[l.value]++
+		w.most = max(w.most, perValue[l.value])
+	}
+	if w.most > 1 && w.first == "" {
+		w.first = fmt.Sprintf("%s at %s: %v", p.Name, time.Now().Format(time.StampMicro), w.labelled)
+	}
 }
 
 // leader is the one labelled pod and its epoch, "" when none or several.
 func (w *labelWatch) leader() (name, epoch string, count int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for n, e := range w.labelled {
-		name, epoch = n, e
+	for n, l := range w.labelled {
+		name, epoch = n, l.epoch
 	}
 	if len(w.labelled) != 1 {
 		return "", "", len(w.labelled)
@@ -118,7 +137,7 @@ func (w *labelWatch) requireNeverTwo(t *testing.T) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.most > 1 {
-		t.Errorf("SAFETY: %d pods carried the leader label at once", w.most)
+		t.Errorf("SAFETY: %d pods carried one group's leader label at once; first: %s", w.most, w.first)
 	}
 }
 
