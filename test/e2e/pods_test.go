@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -312,6 +313,59 @@ func TestPodsManagerGoneLongerRecordsTheExpiry(t *testing.T) {
 	}
 	if name, epoch := labels.waitForLabel(t, "", 5*time.Second); name != "web-a" || epoch != fmt.Sprint(h[0].Transition) {
 		t.Errorf("label on %s at epoch %s", name, epoch)
+	}
+	labels.requireNeverTwo(t)
+}
+
+// withValue lists the pods labelled with value, sorted.
+func (w *labelWatch) withValue(value string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for name, l := range w.labelled {
+		if l.value == value {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Two groups over the same pods: each labels its own leader with its own name, so a
+// Service selects one group's leader, and a pod leads one group at a time.
+func TestPodsTwoGroupsOverTheSamePods(t *testing.T) {
+	c := newCluster(t)
+	labels := c.watchLabels()
+	for _, name := range []string{"web-a", "web-b", "web-c"} {
+		c.pod(name, true)
+	}
+	c.podsManager()
+	c.group("blue", podsGroup)
+	c.group("green", podsGroup)
+	// leaders waits for one pod labelled per group, each its holder, blue's not notBlue.
+	leaders := func(notBlue string) (string, string) {
+		t.Helper()
+		var blue, green *v1alpha1.LeaderGroup
+		err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			blue = c.waitFor("blue", 10*time.Second, "elected", func(g *v1alpha1.LeaderGroup) bool { return g.Status.Holder != "" })
+			green = c.waitFor("green", 10*time.Second, "elected", func(g *v1alpha1.LeaderGroup) bool { return g.Status.Holder != "" })
+			b, g := labels.withValue("blue"), labels.withValue("green")
+			return len(b) == 1 && len(g) == 1 && b[0] == blue.Status.Holder && g[0] == green.Status.Holder && b[0] != notBlue, nil
+		})
+		if err != nil {
+			t.Fatalf("want one pod labelled per group, each its holder: blue %v (holder %s), green %v (holder %s), all %v",
+				labels.withValue("blue"), blue.Status.Holder, labels.withValue("green"), green.Status.Holder, labels.withValue("true"))
+		}
+		if blue.Status.Holder == green.Status.Holder {
+			t.Fatalf("%s leads both groups", blue.Status.Holder)
+		}
+		return blue.Status.Holder, green.Status.Holder
+	}
+	blue, green := leaders("")
+	c.setReady(blue, false)
+	nextBlue, nextGreen := leaders(blue)
+	if nextGreen != green {
+		t.Errorf("after %s turned unready: blue on %s, green on %s (was %s)", blue, nextBlue, nextGreen, green)
 	}
 	labels.requireNeverTwo(t)
 }
