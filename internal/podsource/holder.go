@@ -25,8 +25,8 @@ import (
 // writer uses it; every write is guarded by the resourceVersion it read.
 type Holder struct {
 	Client client.Client
-	// APIReader reads past the cache: the pods that carry a group's label are found
-	// fresh before the Lease moves, so that none is left labelled.
+	// APIReader reads past Client's cache: the pods that carry a group's label are
+	// found fresh before the Lease moves, so that none is left labelled.
 	APIReader client.Reader
 	Leases    coordinationv1client.LeasesGetter
 	Clock     clock.PassiveClock
@@ -81,7 +81,7 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 	if g.Suspended || (foreign && !g.Expired) {
 		want = ""
 	}
-	labelled, err := h.labelled(ctx, g.Lease.Namespace, g.label())
+	labelled, err := h.labelledFor(ctx, g, want, holder)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -117,12 +117,12 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 // Unlabel takes group's leader label off every pod in namespace that carries it:
 // for a group that no longer exists, is blocked, or is not a Pods group.
 func (h *Holder) Unlabel(ctx context.Context, namespace, group string) error {
-	labelled, err := h.labelled(ctx, namespace, group)
+	pods, err := labelled(ctx, h.APIReader, namespace, group)
 	if err != nil {
 		return err
 	}
-	for i := range labelled {
-		if err := h.unlabel(ctx, &labelled[i]); err != nil {
+	for i := range pods {
+		if err := h.unlabel(ctx, &pods[i]); err != nil {
 			return err
 		}
 	}
@@ -213,11 +213,28 @@ func (h *Holder) writeLease(ctx context.Context, g Group, want, holder string, n
 	return updated, nil
 }
 
-// labelled lists, fresh from the API server, the pods of namespace that carry
-// group's leader label, whether the group's selector picks them or not.
-func (h *Holder) labelled(ctx context.Context, namespace, group string) ([]corev1.Pod, error) {
+// labelledFor lists the pods that carry g's leader label. While want goes on
+// holding the Lease and the cache shows it alone labelled, at the Lease's epoch, the
+// cache is enough: only a renewal will be written. Otherwise they are read fresh, so
+// that none is missed before the Lease moves. (A label the cache has not shown yet
+// wakes the group when it does.)
+func (h *Holder) labelledFor(ctx context.Context, g Group, want, holder string) ([]corev1.Pod, error) {
+	cached, err := labelled(ctx, h.Client, g.Lease.Namespace, g.label())
+	if err != nil {
+		return nil, err
+	}
+	if want != "" && want == holder && len(cached) == 1 && cached[0].Name == want &&
+		cached[0].Annotations[AnnotationEpoch] == strconv.Itoa(int(leaserecord.Epoch(g.Current))) {
+		return cached, nil
+	}
+	return labelled(ctx, h.APIReader, g.Lease.Namespace, g.label())
+}
+
+// labelled lists the pods of namespace that carry group's leader label, whether
+// the group's selector picks them or not.
+func labelled(ctx context.Context, r client.Reader, namespace, group string) ([]corev1.Pod, error) {
 	var pods corev1.PodList
-	if err := h.APIReader.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{LabelLeader: group}); err != nil {
+	if err := r.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{LabelLeader: group}); err != nil {
 		return nil, fmt.Errorf("listing the pods labelled leader of %s: %w", group, err)
 	}
 	return pods.Items, nil

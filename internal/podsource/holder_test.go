@@ -163,3 +163,43 @@ func TestSyncUnlabelsPodsOutsideTheSelector(t *testing.T) {
 		t.Errorf("%s labelled %q, Lease held by %s", rest[0].Name, v, *written.Spec.HolderIdentity)
 	}
 }
+
+// countingReader counts the lists that go past the cache.
+type countingReader struct {
+	client.Reader
+	lists int
+}
+
+func (c *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	c.lists++
+	return c.Reader.List(ctx, list, opts...)
+}
+
+// A renewal in a steady term reads no pods past the cache: Sync runs every
+// retryPeriod for every Pods group.
+func TestSyncRenewsFromTheCache(t *testing.T) {
+	h, g := setUp(t, "web-a")
+	fresh := &countingReader{Reader: k8s}
+	h.APIReader = fresh
+	ctx := context.Background()
+	written, _, err := h.Sync(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.lists != 1 {
+		t.Errorf("an election listed %d times past the cache, want 1", fresh.lists)
+	}
+	p := &corev1.Pod{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(&g.Pods[0]), p); err != nil {
+		t.Fatal(err)
+	}
+	g.Pods, g.Current = []corev1.Pod{*p}, written
+	for range 3 {
+		if _, _, err := h.Sync(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fresh.lists != 1 {
+		t.Errorf("three renewals listed %d times past the cache, want none", fresh.lists-1)
+	}
+}
