@@ -369,3 +369,32 @@ func TestPodsTwoGroupsOverTheSamePods(t *testing.T) {
 	}
 	labels.requireNeverTwo(t)
 }
+
+// A group deleted while no manager writes status keeps no leader label: the next
+// status writer finds the label of a group that is gone, by the label, and removes
+// it. There is no finalizer to wait for a writer.
+func TestPodsGroupDeletedWhileNoWriterLeavesNoLabel(t *testing.T) {
+	c := newCluster(t)
+	labels := c.watchLabels()
+	c.pod("web-a", true)
+	m := c.podsManager()
+	c.group("web", podsGroup)
+	c.waitFor("web", 10*time.Second, "web-a elected", heldBy("web-a"))
+	labels.waitForLabel(t, "", 5*time.Second)
+
+	// Killed, the writer keeps the manager's lock for its leaseDuration: the next one
+	// sees the pod (and its label) before it writes, and must look again when it does.
+	m.kill(t)
+	if err := k8s.Delete(context.Background(), &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	next := c.podsManager()
+	next.WaitForOutput(t, "Became the status writer", 2*leaseDuration)
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		_, _, n := labels.leader()
+		return n == 0, nil
+	})
+	if err != nil {
+		t.Errorf("web-a still labelled 10s after the next writer took over: %v", labels.withValue("web"))
+	}
+}
