@@ -58,7 +58,7 @@ func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.Le
 	if err != nil {
 		return nil, err
 	}
-	return &podsView{candidates: podsource.Candidates(pods.Items), lease: written, renewIn: renewIn}, nil
+	return &podsView{candidates: podsource.Candidates(pods.Items, group.Name), lease: written, renewIn: renewIn}, nil
 }
 
 // unlabelLeftovers takes the leader label of group (which exists no more, or is

@@ -143,7 +143,7 @@ func (g *Group) label() string { return g.Owner.Name }
 func (g *Group) candidates() []corev1.Pod {
 	out := make([]corev1.Pod, 0, len(g.Pods))
 	for i := range g.Pods {
-		if v, ok := g.Pods[i].Labels[LabelLeader]; !ok || v == g.label() {
+		if free(&g.Pods[i], g.label()) {
 			out = append(out, g.Pods[i])
 		}
 	}
