@@ -217,3 +217,61 @@ func TestAdmissionKeepsTheLeaseFixed(t *testing.T) {
 		}
 	})
 }
+
+// Who competes is fixed at creation: a switch would hand a Lease held under one
+// source's rules to another's (a Pods group taking it from a running elector).
+func TestAdmissionKeepsTheSourceFixed(t *testing.T) {
+	ctx := context.Background()
+	manager := group(t, "source-manager", "")
+	pods := group(t, "source-pods", "candidates: {source: Pods, podSelector: {matchLabels: {app: a}}}")
+	external := group(t, "source-external", "candidates: {source: External}")
+	for _, obj := range []*unstructured.Unstructured{manager, pods, external} {
+		if err := create(obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	toPods := map[string]any{"source": "Pods", "podSelector": map[string]any{"matchLabels": map[string]any{"app": "a"}}}
+	refused := []struct {
+		name string
+		obj  *unstructured.Unstructured
+		edit func(spec map[string]any)
+	}{
+		{"Manager to Pods", manager, func(s map[string]any) { s["candidates"] = toPods }},
+		{"Manager to External", manager, func(s map[string]any) { s["candidates"] = map[string]any{"source": "External"} }},
+		{"External to Pods", external, func(s map[string]any) { s["candidates"] = toPods }},
+		{"Pods to Manager", pods, func(s map[string]any) { s["candidates"] = map[string]any{"source": "Manager"} }},
+		{"Pods to the default by removing candidates", pods, func(s map[string]any) { delete(s, "candidates") }},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := tc.obj.DeepCopy()
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+				t.Fatal(err)
+			}
+			tc.edit(obj.Object["spec"].(map[string]any))
+			requireRefused(t, k8s.Update(ctx, obj), "spec.candidates.source", "immutable")
+		})
+	}
+	t.Run("the pod selector may change", func(t *testing.T) {
+		obj := pods.DeepCopy()
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			t.Fatal(err)
+		}
+		obj.Object["spec"].(map[string]any)["candidates"] = map[string]any{"source": "Pods",
+			"podSelector": map[string]any{"matchLabels": map[string]any{"app": "b"}}}
+		if err := k8s.Update(ctx, obj); err != nil {
+			t.Fatalf("changing the podSelector was refused: %v", err)
+		}
+	})
+	t.Run("the same source spelled out", func(t *testing.T) {
+		obj := manager.DeepCopy()
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			t.Fatal(err)
+		}
+		obj.Object["spec"].(map[string]any)["candidates"] = map[string]any{"source": "Manager"}
+		obj.Object["spec"].(map[string]any)["historyLimit"] = int64(20)
+		if err := k8s.Update(ctx, obj); err != nil {
+			t.Fatalf("an update keeping the source was refused: %v", err)
+		}
+	})
+}

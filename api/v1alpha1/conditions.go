@@ -25,6 +25,9 @@ const (
 	ReasonSuspended = "Suspended"
 	// ReasonLeaseNamespaceNotAllowed: the Lease is in a namespace this group may not use.
 	ReasonLeaseNamespaceNotAllowed = "LeaseNamespaceNotAllowed"
+	// ReasonLeaseReserved: the Lease is the manager's own lock or one of its presence
+	// Leases, which no group may elect on.
+	ReasonLeaseReserved = "LeaseReserved"
 	// ReasonSourceNotSupported: this manager cannot serve the group's candidate source.
 	ReasonSourceNotSupported = "SourceNotSupported"
 	// ReasonElected: a holder has a valid lease.

@@ -124,7 +124,9 @@ type Candidates struct {
 	// each under its own --id. Pods: the manager elects among the Ready pods that
 	// podSelector picks and holds the Lease on the chosen pod's behalf. External: the
 	// manager runs no elector; other processes compete and the manager only observes.
+	// It cannot be changed after creation: delete and re-create the group instead.
 	// +kubebuilder:default=Manager
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.candidates.source is immutable: delete and re-create the group to change who competes"
 	// +optional
 	Source CandidateSource `json:"source,omitempty"`
 

@@ -78,9 +78,7 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	group := &v1alpha1.LeaderGroup{}
 	if err := r.Get(ctx, req.NamespacedName, group); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.Electors.Stop(req.String()) // the group's Lease goes with it: it is owned
-			forgetGroupMetrics(req.Namespace, req.Name)
-			return ctrl.Result{}, nil
+			return ctrl.Result{}, r.forget(ctx, req.NamespacedName)
 		}
 		return ctrl.Result{}, err
 	}
@@ -107,6 +105,17 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	return ctrl.Result{RequeueAfter: recheck}, nil
 }
 
+// forget stops what ran for a deleted group. Its Lease goes with it (it is owned);
+// its leader label is the status writer's to remove.
+func (r *LeaderGroupReconciler) forget(ctx context.Context, group types.NamespacedName) error {
+	r.Electors.Stop(group.String())
+	forgetGroupMetrics(group.Namespace, group.Name)
+	if !r.Writer.IsLeader() {
+		return nil
+	}
+	return r.unlabelLeftovers(ctx, group)
+}
+
 // plan lists the groups naming the same Lease and decides what this instance does
 // for group.
 func (r *LeaderGroupReconciler) plan(ctx context.Context, group *v1alpha1.LeaderGroup, lease types.NamespacedName) (plan, error) {
@@ -114,7 +123,8 @@ func (r *LeaderGroupReconciler) plan(ctx context.Context, group *v1alpha1.Leader
 	if err := r.List(ctx, &same, client.MatchingFields{leaseIndex: lease.String()}); err != nil {
 		return plan{}, fmt.Errorf("listing the groups on Lease %s: %w", lease, err)
 	}
-	return planFor(group, blockedBy(group, lease, r.ExternalLeaseNamespaces, r.Pods != nil, same.Items)), nil
+	inst := installation{lock: r.Writer.Config().Lease, externalNamespaces: r.ExternalLeaseNamespaces, podsEnabled: r.Pods != nil}
+	return planFor(group, blockedBy(group, lease, inst, same.Items)), nil
 }
 
 // syncElector runs this instance's elector when the plan says so, and stops it

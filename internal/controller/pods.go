@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -28,10 +29,11 @@ type podsView struct {
 }
 
 // syncPods holds a Pods group's Lease for its chosen pod when the plan says so.
-// Only the status writer calls it.
+// Only the status writer calls it; otherwise it only takes the group's leader
+// label off the pods that still carry it.
 func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.LeaderGroup, lease types.NamespacedName, plan plan) (*podsView, error) {
 	if !plan.holdPods {
-		return nil, nil
+		return nil, r.unlabelLeftovers(ctx, client.ObjectKeyFromObject(group))
 	}
 	selector, err := metav1.LabelSelectorAsSelector(group.Spec.Candidates.PodSelector)
 	if err != nil {
@@ -44,26 +46,65 @@ func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.Le
 	current := r.Leases.Get(lease)
 	written, renewIn, err := r.Pods.Sync(ctx, podsource.Group{
 		Lease: lease, Pods: pods.Items, Current: current,
-		Expired:       r.podsLeaseExpired(lease, current, group.Spec.LeaseDuration.Duration),
-		Suspended:     plan.suspended(),
-		Preferred:     group.Spec.PreferredHolder,
-		LeaseDuration: group.Spec.LeaseDuration.Duration, RetryPeriod: group.Spec.RetryPeriod.Duration,
+		Expired:        r.expired(lease, current, group.Spec.LeaseDuration.Duration),
+		RenewedLongAgo: r.renewedLongAgo(current, group.Spec.LeaseDuration.Duration),
+		Suspended:      plan.suspended(),
+		Preferred:      group.Spec.PreferredHolder,
+		LeaseDuration:  group.Spec.LeaseDuration.Duration, RetryPeriod: group.Spec.RetryPeriod.Duration,
 		Owner:      ownerReference(group),
 		EpochFloor: groups.EpochFloor(group),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &podsView{candidates: podsource.Candidates(pods.Items), lease: written, renewIn: renewIn}, nil
+	return &podsView{candidates: podsource.Candidates(pods.Items, group.Name), lease: written, renewIn: renewIn}, nil
 }
 
-// groupsForPod wakes the Pods groups in a pod's namespace whose selector picks it.
-func (r *LeaderGroupReconciler) groupsForPod(ctx context.Context, pod client.Object) []reconcile.Request {
-	var groups v1alpha1.LeaderGroupList
-	if err := r.List(ctx, &groups, client.InNamespace(pod.GetNamespace())); err != nil {
+// unlabelLeftovers takes the leader label of group (which exists no more, or is
+// not a Pods group that may run) off every pod. The cache says whether any pod
+// carries it; the removal reads them fresh. Nothing happens without the Pods source.
+func (r *LeaderGroupReconciler) unlabelLeftovers(ctx context.Context, group types.NamespacedName) error {
+	if r.Pods == nil || len(validation.IsValidLabelValue(group.Name)) > 0 {
+		return nil // no pod can carry a label of that value
+	}
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.InNamespace(group.Namespace), client.MatchingLabels{podsource.LabelLeader: group.Name}); err != nil {
+		return fmt.Errorf("listing the pods labelled leader of %s: %w", group.Name, err)
+	}
+	if len(pods.Items) == 0 {
+		return nil
+	}
+	return r.Pods.Unlabel(ctx, group.Namespace, group.Name)
+}
+
+// labelledGroups are the groups that pods of the cache carry the leader label of:
+// the status writer wakes them when it takes over, so that labels of a group
+// deleted while no instance wrote are removed too.
+func (r *LeaderGroupReconciler) labelledGroups(ctx context.Context) []reconcile.Request {
+	var pods corev1.PodList
+	if r.Pods == nil || r.List(ctx, &pods, client.HasLabels{podsource.LabelLeader}) != nil {
 		return nil
 	}
 	var out []reconcile.Request
+	for i := range pods.Items {
+		if group := pods.Items[i].Labels[podsource.LabelLeader]; group != "" {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: pods.Items[i].Namespace, Name: group}})
+		}
+	}
+	return out
+}
+
+// groupsForPod wakes the Pods groups in a pod's namespace whose selector picks it,
+// and the group whose leader label it carries (which may exist no more).
+func (r *LeaderGroupReconciler) groupsForPod(ctx context.Context, pod client.Object) []reconcile.Request {
+	var out []reconcile.Request
+	if group := pod.GetLabels()[podsource.LabelLeader]; group != "" {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: pod.GetNamespace(), Name: group}})
+	}
+	var groups v1alpha1.LeaderGroupList
+	if err := r.List(ctx, &groups, client.InNamespace(pod.GetNamespace())); err != nil {
+		return out
+	}
 	for _, g := range groups.Items {
 		if g.Spec.Candidates.Source != v1alpha1.SourcePods {
 			continue
@@ -76,16 +117,15 @@ func (r *LeaderGroupReconciler) groupsForPod(ctx context.Context, pod client.Obj
 	return out
 }
 
-// podsLeaseExpired tells whether nobody renewed a Pods group's Lease for leaseDuration.
-// Besides this observer's clock, it trusts the renewTime a manager instance wrote:
-// a status writer that has just taken over has not watched long enough to know that
-// no instance renewed while none was writing (a clock skew between instances can
-// only cost a needless transition, never a second leader).
-func (r *LeaderGroupReconciler) podsLeaseExpired(key types.NamespacedName, l *coordinationv1.Lease, leaseDuration time.Duration) bool {
+// expired tells whether the Lease's record has not changed for its duration on this
+// observer's clock.
+func (r *LeaderGroupReconciler) expired(key types.NamespacedName, l *coordinationv1.Lease, leaseDuration time.Duration) bool {
 	expiry, held := r.Leases.Tracker().Expiry(key, l, leaseDuration)
-	if !held {
-		return false
-	}
-	now := r.Clock.Now()
-	return !now.Before(expiry) || (l.Spec.RenewTime != nil && now.Sub(l.Spec.RenewTime.Time) >= leaserecord.Duration(l, leaseDuration))
+	return held && !r.Clock.Now().Before(expiry)
+}
+
+// renewedLongAgo tells whether the Lease's renewTime is older than its duration, on
+// the writer's clock (see podsource.Group.RenewedLongAgo for whom it is trusted).
+func (r *LeaderGroupReconciler) renewedLongAgo(l *coordinationv1.Lease, leaseDuration time.Duration) bool {
+	return l != nil && l.Spec.RenewTime != nil && r.Clock.Now().Sub(l.Spec.RenewTime.Time) >= leaserecord.Duration(l, leaseDuration)
 }

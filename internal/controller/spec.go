@@ -7,6 +7,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
@@ -14,21 +15,34 @@ import (
 	"github.com/election-manager/election-manager/internal/groups"
 )
 
-// blockedBy says why g cannot be served as declared, given the namespaces External
-// groups may use and the other groups that name the same Lease. It is computed the
-// same way by every instance that sees the same groups.
-func blockedBy(g *v1alpha1.LeaderGroup, lease types.NamespacedName, externalNamespaces []string, podsEnabled bool, sameLease []v1alpha1.LeaderGroup) blocked {
+// installation is what an installation allows, the same for every group it serves.
+type installation struct {
+	// lock is the manager's own lock; its presence Leases are named after it.
+	lock types.NamespacedName
+	// externalNamespaces are the other namespaces External groups may use.
+	externalNamespaces []string
+	podsEnabled        bool
+}
+
+// blockedBy says why g cannot be served as declared, given what the installation
+// allows and the other groups that name the same Lease. It is computed the same way
+// by every instance that sees the same groups.
+func blockedBy(g *v1alpha1.LeaderGroup, lease types.NamespacedName, inst installation, sameLease []v1alpha1.LeaderGroup) blocked {
 	source := g.Spec.Candidates.Source
 	if lease.Namespace != g.Namespace {
 		switch {
 		case source != v1alpha1.SourceExternal:
 			return blocked{v1alpha1.ReasonLeaseNamespaceNotAllowed, fmt.Sprintf(
 				"spec.lease.namespace %q: only External groups may use a Lease in another namespace", lease.Namespace)}
-		case lease.Namespace == election.NodeLeaseNamespace || !slices.Contains(externalNamespaces, lease.Namespace):
+		case lease.Namespace == election.NodeLeaseNamespace || !slices.Contains(inst.externalNamespaces, lease.Namespace):
 			return blocked{v1alpha1.ReasonLeaseNamespaceNotAllowed, fmt.Sprintf(
 				"spec.lease.namespace %q is not among the namespaces this installation may observe (%s)",
-				lease.Namespace, orNone(externalNamespaces))}
+				lease.Namespace, orNone(inst.externalNamespaces))}
 		}
+	}
+	if why := reservedFor(lease, inst.lock); why != "" {
+		return blocked{v1alpha1.ReasonLeaseReserved, fmt.Sprintf(
+			"Lease %s is reserved: it is %s; name another Lease in spec.lease", lease, why)}
 	}
 	if winner := conflictWinner(sameLease); winner != nil && (winner.Namespace != g.Namespace || winner.Name != g.Name) {
 		return blocked{v1alpha1.ReasonConflict, fmt.Sprintf(
@@ -37,13 +51,32 @@ func blockedBy(g *v1alpha1.LeaderGroup, lease types.NamespacedName, externalName
 	if err := groups.ValidateTimings(g); err != nil {
 		return blocked{v1alpha1.ReasonInvalidSpec, err.Error()}
 	}
-	if source == v1alpha1.SourcePods && !podsEnabled {
+	if msgs := validation.IsValidLabelValue(g.Name); source == v1alpha1.SourcePods && len(msgs) > 0 {
+		return blocked{v1alpha1.ReasonInvalidSpec, fmt.Sprintf(
+			"metadata.name %q: a Pods group's name is its leader label's value: %s", g.Name, strings.Join(msgs, "; "))}
+	}
+	if source == v1alpha1.SourcePods && !inst.podsEnabled {
 		return blocked{v1alpha1.ReasonSourceNotSupported, "candidates.source Pods: this manager runs without --pods-source (the chart's podsSource.enabled)"}
 	}
 	if g.Spec.Suspend {
 		return blocked{v1alpha1.ReasonSuspended, "spec.suspend is true: no elector runs"}
 	}
 	return blocked{}
+}
+
+// reservedFor says what of the manager's own a Lease is, "" when nothing: its lock
+// decides which instance writes status and its presence Leases (lock-<id>) who
+// competes, so no group may elect on them, whatever its source.
+func reservedFor(lease, lock types.NamespacedName) string {
+	switch {
+	case lease.Namespace != lock.Namespace:
+		return ""
+	case lease.Name == lock.Name:
+		return "the manager's own lock (--lock-name)"
+	case strings.HasPrefix(lease.Name, lock.Name+"-"):
+		return fmt.Sprintf("named like a manager instance's presence Lease (%s-<id>)", lock.Name)
+	}
+	return ""
 }
 
 // conflictWinner is the group that may use a Lease several groups name: the oldest,

@@ -47,13 +47,19 @@ func (r *LeaderGroupReconciler) onLease(old, cur *coordinationv1.Lease) {
 	}
 }
 
-// EnqueueAll wakes every group this instance serves; the status writer calls it when
-// it takes over. It does not block.
+// EnqueueAll wakes every group this instance serves, and every group a pod carries
+// the leader label of; the status writer calls it when it takes over. It does not
+// block.
 func (r *LeaderGroupReconciler) EnqueueAll() {
 	go func() {
 		var groups v1alpha1.LeaderGroupList
 		if err := r.List(context.Background(), &groups); err == nil {
 			r.enqueue(groups.Items)
+		}
+		if q := r.queue.Load(); q != nil {
+			for _, req := range r.labelledGroups(context.Background()) {
+				(*q).Add(req)
+			}
 		}
 	}()
 }

@@ -13,7 +13,8 @@ import (
 )
 
 const (
-	// LabelLeader marks the pod that holds its group's Lease.
+	// LabelLeader marks the pod that holds its group's Lease; its value is the
+	// group's name (a Service selects one group's leader with it).
 	LabelLeader = "coordination.electionmanager.dev/leader"
 	// AnnotationEpoch on the leader pod is its term's epoch (the Lease's
 	// leaseTransitions), for the pod to read through the downward API.
@@ -33,11 +34,18 @@ func canLead(p *corev1.Pod) bool {
 	return false
 }
 
-// Candidates lists the selected pods and whether each can lead, sorted by name.
-func Candidates(pods []corev1.Pod) []v1alpha1.CandidateStatus {
+// free tells whether a pod may lead group as far as labels go: a pod carries one
+// leader label value, so a pod that leads another group cannot lead this one.
+func free(p *corev1.Pod, group string) bool {
+	v, ok := p.Labels[LabelLeader]
+	return !ok || v == group
+}
+
+// Candidates lists group's selected pods and whether each can lead, sorted by name.
+func Candidates(pods []corev1.Pod, group string) []v1alpha1.CandidateStatus {
 	out := make([]v1alpha1.CandidateStatus, 0, len(pods))
 	for i := range pods {
-		out = append(out, v1alpha1.CandidateStatus{Identity: pods[i].Name, Ready: canLead(&pods[i])})
+		out = append(out, v1alpha1.CandidateStatus{Identity: pods[i].Name, Ready: canLead(&pods[i]) && free(&pods[i], group)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Identity < out[j].Identity })
 	return out

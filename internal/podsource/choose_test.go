@@ -50,8 +50,12 @@ func TestChoose(t *testing.T) {
 }
 
 func TestCandidatesSortedWithReadiness(t *testing.T) {
-	got := Candidates([]corev1.Pod{pod("c", 1, true, false), pod("a", 1, false, false), pod("b", 1, true, true)})
-	want := "a:false b:false c:true"
+	other := pod("d", 1, true, false)
+	other.Labels = map[string]string{LabelLeader: "other-group"}
+	mine := pod("e", 1, true, false)
+	mine.Labels = map[string]string{LabelLeader: "g"}
+	got := Candidates([]corev1.Pod{pod("c", 1, true, false), pod("a", 1, false, false), pod("b", 1, true, true), other, mine}, "g")
+	want := "a:false b:false c:true d:false e:true"
 	var s string
 	for i, c := range got {
 		if i > 0 {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
 	"github.com/election-manager/election-manager/internal/podsource"
@@ -39,29 +41,39 @@ func (c *cluster) pod(name string, ready bool) {
 
 func (c *cluster) setReady(name string, ready bool) {
 	c.t.Helper()
-	p, err := clientset.CoreV1().Pods(c.namespace).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		c.t.Fatal(err)
-	}
 	status := corev1.ConditionFalse
 	if ready {
 		status = corev1.ConditionTrue
 	}
-	p.Status.Phase = corev1.PodRunning
-	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: status, LastTransitionTime: metav1.Now()}}
-	if _, err := clientset.CoreV1().Pods(c.namespace).UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+	// The manager may relabel the pod in between: read again on a conflict.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := clientset.CoreV1().Pods(c.namespace).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: status, LastTransitionTime: metav1.Now()}}
+		_, err = clientset.CoreV1().Pods(c.namespace).UpdateStatus(context.Background(), p, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		c.t.Fatal(err)
 	}
 }
 
 // labelWatch follows the pods of a namespace and records, after every event, which
-// pods carry the leader label: a Service selecting it must never see two.
+// pods carry the leader label: a Service selecting it must never see two of one
+// group (pods labelled with the same value).
 type labelWatch struct {
 	mu       sync.Mutex
-	labelled map[string]string // pod -> epoch annotation
-	most     int
+	labelled map[string]labelled // by pod
+	most     int                 // the most pods seen labelled with one value at once
+	first    string              // the first time two were, described
+	events   int
 	stop     func()
 }
+
+type labelled struct{ value, epoch string }
 
 func (c *cluster) watchLabels() *labelWatch {
 	c.t.Helper()
@@ -70,7 +82,7 @@ func (c *cluster) watchLabels() *labelWatch {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	w := &labelWatch{labelled: map[string]string{}, stop: cancel}
+	w := &labelWatch{labelled: map[string]labelled{}, stop: cancel}
 	for i := range list.Items {
 		w.see(&list.Items[i], false)
 	}
@@ -92,20 +104,28 @@ func (c *cluster) watchLabels() *labelWatch {
 func (w *labelWatch) see(p *corev1.Pod, deleted bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !deleted && p.Labels[podsource.LabelLeader] == "true" {
-		w.labelled[p.Name] = p.Annotations[podsource.AnnotationEpoch]
+	w.events++
+	if value, ok := p.Labels[podsource.LabelLeader]; ok && !deleted {
+		w.labelled[p.Name] = labelled{value: value, epoch: p.Annotations[podsource.AnnotationEpoch]}
 	} else {
 		delete(w.labelled, p.Name)
 	}
-	w.most = max(w.most, len(w.labelled))
+	perValue := map[string]int{}
+	for _, l := range w.labelled {
+		perValue[l.value]++
+		w.most = max(w.most, perValue[l.value])
+	}
+	if w.most > 1 && w.first == "" {
+		w.first = fmt.Sprintf("%s at %s: %v", p.Name, time.Now().Format(time.StampMicro), w.labelled)
+	}
 }
 
 // leader is the one labelled pod and its epoch, "" when none or several.
 func (w *labelWatch) leader() (name, epoch string, count int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for n, e := range w.labelled {
-		name, epoch = n, e
+	for n, l := range w.labelled {
+		name, epoch = n, l.epoch
 	}
 	if len(w.labelled) != 1 {
 		return "", "", len(w.labelled)
@@ -118,7 +138,7 @@ func (w *labelWatch) requireNeverTwo(t *testing.T) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.most > 1 {
-		t.Errorf("SAFETY: %d pods carried the leader label at once", w.most)
+		t.Errorf("SAFETY: %d pods carried one group's leader label at once; first: %s", w.most, w.first)
 	}
 }
 
@@ -295,4 +315,86 @@ func TestPodsManagerGoneLongerRecordsTheExpiry(t *testing.T) {
 		t.Errorf("label on %s at epoch %s", name, epoch)
 	}
 	labels.requireNeverTwo(t)
+}
+
+// withValue lists the pods labelled with value, sorted.
+func (w *labelWatch) withValue(value string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for name, l := range w.labelled {
+		if l.value == value {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Two groups over the same pods: each labels its own leader with its own name, so a
+// Service selects one group's leader, and a pod leads one group at a time.
+func TestPodsTwoGroupsOverTheSamePods(t *testing.T) {
+	c := newCluster(t)
+	labels := c.watchLabels()
+	for _, name := range []string{"web-a", "web-b", "web-c"} {
+		c.pod(name, true)
+	}
+	c.podsManager()
+	c.group("blue", podsGroup)
+	c.group("green", podsGroup)
+	// leaders waits for one pod labelled per group, each its holder, blue's not notBlue.
+	leaders := func(notBlue string) (string, string) {
+		t.Helper()
+		var blue, green *v1alpha1.LeaderGroup
+		err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			blue = c.waitFor("blue", 10*time.Second, "elected", func(g *v1alpha1.LeaderGroup) bool { return g.Status.Holder != "" })
+			green = c.waitFor("green", 10*time.Second, "elected", func(g *v1alpha1.LeaderGroup) bool { return g.Status.Holder != "" })
+			b, g := labels.withValue("blue"), labels.withValue("green")
+			return len(b) == 1 && len(g) == 1 && b[0] == blue.Status.Holder && g[0] == green.Status.Holder && b[0] != notBlue, nil
+		})
+		if err != nil {
+			t.Fatalf("want one pod labelled per group, each its holder: blue %v (holder %s), green %v (holder %s), all %v",
+				labels.withValue("blue"), blue.Status.Holder, labels.withValue("green"), green.Status.Holder, labels.withValue("true"))
+		}
+		if blue.Status.Holder == green.Status.Holder {
+			t.Fatalf("%s leads both groups", blue.Status.Holder)
+		}
+		return blue.Status.Holder, green.Status.Holder
+	}
+	blue, green := leaders("")
+	c.setReady(blue, false)
+	nextBlue, nextGreen := leaders(blue)
+	if nextGreen != green {
+		t.Errorf("after %s turned unready: blue on %s, green on %s (was %s)", blue, nextBlue, nextGreen, green)
+	}
+	labels.requireNeverTwo(t)
+}
+
+// A group deleted while no manager writes status keeps no leader label: the next
+// status writer finds the label of a group that is gone, by the label, and removes
+// it. There is no finalizer to wait for a writer.
+func TestPodsGroupDeletedWhileNoWriterLeavesNoLabel(t *testing.T) {
+	c := newCluster(t)
+	labels := c.watchLabels()
+	c.pod("web-a", true)
+	m := c.podsManager()
+	c.group("web", podsGroup)
+	c.waitFor("web", 10*time.Second, "web-a elected", heldBy("web-a"))
+	labels.waitForLabel(t, "", 5*time.Second)
+
+	// Killed, the writer keeps the manager's lock for its leaseDuration: the next one
+	// sees the pod (and its label) before it writes, and must look again when it does.
+	m.kill(t)
+	if err := k8s.Delete(context.Background(), &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	next := c.podsManager()
+	next.WaitForOutput(t, "Became the status writer", 2*leaseDuration)
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		_, _, n := labels.leader()
+		return n == 0, nil
+	})
+	if err != nil {
+		t.Errorf("web-a still labelled 10s after the next writer took over: %v", labels.withValue("web"))
+	}
 }

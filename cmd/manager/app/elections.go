@@ -50,7 +50,7 @@ func setUpElections(ctx context.Context, mgr ctrl.Manager, o *Options) error {
 		ExternalLeaseNamespaces: o.ExternalLeaseNamespaces,
 	}
 	if o.PodsSource {
-		r.Pods = &podsource.Holder{Client: mgr.GetClient(), Leases: leasesClient, Clock: leases.Tracker().Clock()}
+		r.Pods = &podsource.Holder{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Leases: leasesClient, Clock: leases.Tracker().Clock()}
 	}
 	// The manager's own lock is an elector like any other: losing it stops status
 	// writing, never the process or the group electors in it.
@@ -67,6 +67,9 @@ func setUpElections(ctx context.Context, mgr ctrl.Manager, o *Options) error {
 	}, election.Options{})
 	if err != nil {
 		return fmt.Errorf("the manager's lock: %w", err)
+	}
+	if r.Pods != nil {
+		r.Pods.Writing = r.Writer.IsLeader
 	}
 	presenceCfg := o.lockConfig(controller.PresenceLeaseName(o.Lock.Name, o.ID))
 	presenceCfg.Labels = map[string]string{controller.LabelPresence: o.Lock.Name}
