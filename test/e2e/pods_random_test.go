@@ -78,7 +78,7 @@ func TestPodsLabelNeverOnTwoPods(t *testing.T) {
 	if c.suspended {
 		c.editGroup(func(g *v1alpha1.LeaderGroup) { g.Spec.Suspend = false })
 	}
-	t.Logf("%d operations in %s: %v; the watch saw %d pod events", randomOps, time.Since(start).Round(time.Millisecond), c.counts, labels.events)
+	t.Logf("%d operations in %s: %v; the watch saw %d pod events", randomOps, time.Since(start).Round(time.Millisecond), c.counts, labels.seen())
 
 	c.waitSettled(labels)
 	labels.requireNeverTwo(t)

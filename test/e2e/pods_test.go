@@ -120,6 +120,13 @@ func (w *labelWatch) see(p *corev1.Pod, deleted bool) {
 	}
 }
 
+// seen counts the pod events the watch has handled.
+func (w *labelWatch) seen() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.events
+}
+
 // leader is the one labelled pod and its epoch, "" when none or several.
 func (w *labelWatch) leader() (name, epoch string, count int) {
 	w.mu.Lock()
