@@ -312,7 +312,9 @@ func TestPreferredManagerKilledCostsOneLapse(t *testing.T) {
 
 	killed := time.Now()
 	c.managers[1].kill(t)
-	waitForLeaseHolder(t, key, "manager-a", groupLease+2*time.Second)
+	// manager-a takes over after the group's leaseDuration, may hand the Lease to the
+	// dead manager-b once, and holds it after that reservation.
+	waitForLeaseHolder(t, key, "manager-a", groupLease+fastReservation+2*time.Second)
 	// Past manager-b's presence expiry, and a few of the group's retry periods more.
 	time.Sleep(leaseDuration + fastReservation)
 	h := records.handovers("manager-b", killed)
