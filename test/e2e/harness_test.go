@@ -322,11 +322,19 @@ type renewals struct {
 
 func watchRenewals(t *testing.T, key types.NamespacedName) *renewals {
 	t.Helper()
+	w := &renewals{last: map[string]time.Time{}}
+	watchVersions(t, key, w.see)
+	return w
+}
+
+// watchVersions hands see the Lease's current version, then every later one, from
+// a watch, until the test ends.
+func watchVersions(t *testing.T, key types.NamespacedName, see func(*coordinationv1.Lease)) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	w := &renewals{last: map[string]time.Time{}}
 	l := getLease(t, key)
-	w.see(l)
+	see(l)
 	events, err := clientset.CoordinationV1().Leases(key.Namespace).Watch(ctx, metav1.ListOptions{
 		FieldSelector: "metadata.name=" + key.Name, ResourceVersion: l.ResourceVersion})
 	if err != nil {
@@ -335,11 +343,10 @@ func watchRenewals(t *testing.T, key types.NamespacedName) *renewals {
 	go func() {
 		for e := range events.ResultChan() {
 			if l, ok := e.Object.(*coordinationv1.Lease); ok {
-				w.see(l)
+				see(l)
 			}
 		}
 	}()
-	return w
 }
 
 func (w *renewals) see(l *coordinationv1.Lease) {

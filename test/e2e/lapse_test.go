@@ -204,24 +204,12 @@ type seenRecord struct {
 
 func watchRecords(t *testing.T, key types.NamespacedName) *leaseRecords {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	l := getLease(t, key)
-	r := &leaseRecords{seen: []seenRecord{{at: time.Now(), lease: l}}}
-	events, err := clientset.CoordinationV1().Leases(key.Namespace).Watch(ctx, metav1.ListOptions{
-		FieldSelector: "metadata.name=" + key.Name, ResourceVersion: l.ResourceVersion})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for e := range events.ResultChan() {
-			if l, ok := e.Object.(*coordinationv1.Lease); ok {
-				r.mu.Lock()
-				r.seen = append(r.seen, seenRecord{at: time.Now(), lease: l})
-				r.mu.Unlock()
-			}
-		}
-	}()
+	r := &leaseRecords{}
+	watchVersions(t, key, func(l *coordinationv1.Lease) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.seen = append(r.seen, seenRecord{at: time.Now(), lease: l})
+	})
 	return r
 }
 
