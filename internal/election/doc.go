@@ -17,6 +17,9 @@
 //   - followers read the Lease from a shared informer (LeaseInformer) and make no
 //     API requests; the leader's renewal is a single Update.
 //
-// Many Electors per process are managed by a Registry; they share one client and
-// one LeaseInformer. The package does not import controller-runtime.
+// What each write puts in the Lease, and when a record expires on this process's
+// clock, is internal/leaserecord's: the elector decides when to write, never what
+// a record means. Many Electors per process are managed by a Registry; they share
+// one client and one LeaseInformer (whose Tracker every expiry is measured on).
+// The package does not import controller-runtime.
 package election
