@@ -81,11 +81,18 @@ func TestElectorSickLeaderStepsDown(t *testing.T) {
 		v.StepDown.Until.Sub(v.StepDown.At) != backoff {
 		t.Errorf("/leader on the sick elector: %+v, want a stepDown saying why, for %s", v, backoff)
 	}
-	out := electors[first.holder].Output()
-	for _, want := range []string{`"msg":"Child unhealthy: stepping down"`, `"msg":"Released lease"`} {
-		if !strings.Contains(out, want) {
-			t.Errorf("the sick elector's log does not say %s", want)
+	// In this order: the child goes while the term is still held, then the term
+	// ends, then the release.
+	out, at := electors[first.holder].Output(), 0
+	for _, want := range []string{`"msg":"Child unhealthy: stepping down"`, `"msg":"Child exited"`,
+		`"msg":"Stopped leading","lease":"` + c.namespace + `/work","identity":"` + first.holder + `","reason":"Stepping down"`,
+		`"msg":"Released lease"`, `"msg":"Not campaigning until the step-down's back-off ends"`} {
+		i := strings.Index(out[at:], want)
+		if i < 0 {
+			t.Errorf("the sick elector's log does not say %s after what came before:\n%s", want, out)
+			break
 		}
+		at += i
 	}
 
 	// The other leaves at once, releasing the Lease; the first, healthy again,
