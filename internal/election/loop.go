@@ -121,11 +121,11 @@ func (l *loop) step(ctx context.Context, now time.Time) time.Time {
 		return next
 	}
 
+	l.followerStepDown()
 	v := l.view(now)
 	if l.inflight != nil {
 		return time.Time{}
 	}
-	l.followerStepDown()
 	d := decideFollower(now, e.id, v, cfg.LeaseDuration)
 	if (d.create || d.acquire) && now.Before(l.campaignAt) {
 		return l.campaignAt
@@ -198,6 +198,9 @@ func (l *loop) view(now time.Time) (v followerView) {
 // follows (possibly because resolving a conflict just ended its leadership).
 func (l *loop) leaderStep(ctx context.Context, now time.Time, cfg *Config) (next time.Time, leading bool) {
 	leading, until := l.e.leadingState()
+	if leading {
+		l.otherTermStepDown()
+	}
 	switch {
 	case !leading:
 		return time.Time{}, false

@@ -25,9 +25,16 @@ func TestStepDownReleasesAndBacksOff(t *testing.T) {
 	other := map[string]string{"a": "b", "b": "a"}[leader]
 	epoch := leaserecord.Epoch(hist.last())
 
+	// A step-down asked for another term leaves this one alone.
+	electors[leader].StepDown(epoch+1, time.Minute, "another term")
+	time.Sleep(2 * fast.RetryPeriod) // nothing to poll: it must not happen
+	if got := rec.leader(key.String()); got != leader || len(rec.terms(key.String())) != 1 {
+		t.Fatalf("after a step-down for another term: %q leads, %d terms", got, len(rec.terms(key.String())))
+	}
+
 	const backoff = 4 * time.Second
 	asked := time.Now()
-	electors[leader].StepDown(backoff, "told to")
+	electors[leader].StepDown(epoch, backoff, "told to")
 	if got := waitLeader(t, rec, key, 5*time.Second, leader); got != other {
 		t.Fatalf("%s leads after %s stepped down", got, leader)
 	}
@@ -72,7 +79,7 @@ func TestStepDownWhileFollowingBacksOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.StepDown(backoff, "not ready")
+	e.StepDown(0, backoff, "not ready")
 	started := time.Now()
 	e.Start(t.Context())
 	t.Cleanup(e.Stop)

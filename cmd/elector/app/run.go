@@ -117,7 +117,7 @@ func run(ctx, stopCtx context.Context, again <-chan struct{}, logger logr.Logger
 		logger.Info("Child unhealthy: stepping down", "epoch", epoch, "reason", reason, "backoff", backoff.String())
 		<-sup.Sick(el.LastRenewal())
 		state.steppedDown(reason, time.Now(), backoff)
-		el.StepDown(backoff, reason)
+		el.StepDown(epoch, backoff, reason) // not a later term, which has a child of its own
 	})
 	// The callbacks run on the elector's goroutine and only hand over: the
 	// supervisor first (it must signal the child at once), then /leader.
