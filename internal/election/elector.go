@@ -96,6 +96,7 @@ type Elector struct {
 	leadingUntil time.Time
 	lastRenewal  time.Time // send time of the last successful write while leading
 	info         LeaderInfo
+	stepDown     *stepDownRequest // asked by StepDown, not yet taken by the loop
 }
 
 // New returns an elector for cfg that reads its Lease from leases and writes it with

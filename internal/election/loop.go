@@ -67,6 +67,11 @@ type loop struct {
 	lostRace   bool
 	lostRaceRV string
 	backoff    wait.Backoff
+
+	// stepDown is a StepDown request the loop has taken and not yet finished;
+	// campaignAt is when its back-off ends: no acquisition before.
+	stepDown   *stepDownRequest
+	campaignAt time.Time
 }
 
 func (e *Elector) run(ctx context.Context) {
@@ -109,15 +114,22 @@ func (e *Elector) run(ctx context.Context) {
 // (zero: only on a wake or a write's result).
 func (l *loop) step(ctx context.Context, now time.Time) time.Time {
 	e, cfg := l.e, l.e.config()
+	if r := e.takeStepDown(); r != nil {
+		l.stepDown = r
+	}
 	if next, leading := l.leaderStep(ctx, now, cfg); leading {
 		return next
 	}
 
+	l.followerStepDown()
 	v := l.view(now)
 	if l.inflight != nil {
 		return time.Time{}
 	}
 	d := decideFollower(now, e.id, v, cfg.LeaseDuration)
+	if (d.create || d.acquire) && now.Before(l.campaignAt) {
+		return l.campaignAt
+	}
 	if (d.create || d.acquire) && cfg.EpochFloor != nil {
 		// About to hand out an epoch: first learn the highest the group recorded,
 		// which a Lease deleted or re-created before this process saw it may be below.
@@ -186,6 +198,9 @@ func (l *loop) view(now time.Time) (v followerView) {
 // follows (possibly because resolving a conflict just ended its leadership).
 func (l *loop) leaderStep(ctx context.Context, now time.Time, cfg *Config) (next time.Time, leading bool) {
 	leading, until := l.e.leadingState()
+	if leading {
+		l.otherTermStepDown()
+	}
 	switch {
 	case !leading:
 		return time.Time{}, false
@@ -193,6 +208,9 @@ func (l *loop) leaderStep(ctx context.Context, now time.Time, cfg *Config) (next
 		return time.Time{}, false
 	case l.inflight != nil:
 		return until, true
+	case l.stepDown != nil:
+		l.stepDownNow(ctx, l.stepDown)
+		return time.Time{}, false
 	case l.renewConflict && !l.resolveConflict():
 		leading, _ = l.e.leadingState()
 		return until, leading

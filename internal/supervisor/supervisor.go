@@ -54,8 +54,11 @@ type Supervisor struct {
 }
 
 type (
-	leadEvent     struct{ epoch int32 }
-	lostEvent     struct{ lastRenewal time.Time }
+	leadEvent struct{ epoch int32 }
+	lostEvent struct {
+		lastRenewal time.Time
+		done        chan struct{} // nil from Lost
+	}
 	shutdownEvent struct {
 		lastRenewal time.Time
 		done        chan struct{}
@@ -88,7 +91,17 @@ func (s *Supervisor) Lead(epoch int32) { s.events <- leadEvent{epoch} }
 // Lost stops the child at once: leadership ended. lastRenewal is the send time of
 // the term's last successful renewal; the child gets SIGKILL no later than
 // lastRenewal + leaseDuration - safety margin.
-func (s *Supervisor) Lost(lastRenewal time.Time) { s.events <- lostEvent{lastRenewal} }
+func (s *Supervisor) Lost(lastRenewal time.Time) { s.events <- lostEvent{lastRenewal: lastRenewal} }
+
+// Sick stops the child as Lost does, while the elector still leads: the child
+// must be gone before the elector steps down and releases the Lease. No child
+// starts until the next Lead. The returned channel is closed once the child that
+// ran, if any, is gone.
+func (s *Supervisor) Sick(lastRenewal time.Time) <-chan struct{} {
+	done := make(chan struct{})
+	s.events <- lostEvent{lastRenewal, done}
+	return done
+}
 
 // Shutdown stops the child, if one runs, by the same rules (lastRenewal is zero
 // when the elector does not lead), and never starts another. The returned channel
@@ -125,6 +138,7 @@ type state struct {
 	// was called. Either way no child starts again.
 	ended, shutting bool
 	waiters         []chan struct{}
+	gone            []chan struct{} // Sick's: closed when the current child exits
 	kill, restart   *time.Timer
 	restarting      bool
 	failures        int
@@ -140,7 +154,7 @@ func (s *Supervisor) loop() {
 			case leadEvent:
 				st.lead(ev.epoch)
 			case lostEvent:
-				st.lost(ev.lastRenewal)
+				st.lost(ev.lastRenewal, ev.done)
 			case shutdownEvent:
 				st.shutdown(ev.lastRenewal, ev.done)
 			}
@@ -175,11 +189,18 @@ func (st *state) lead(epoch int32) {
 	// when it has exited.
 }
 
-func (st *state) lost(lastRenewal time.Time) {
+func (st *state) lost(lastRenewal time.Time, done chan struct{}) {
 	st.leading = false
 	st.cancelRestart()
 	if st.cur != nil {
 		st.stop(st.cur, lastRenewal)
+	}
+	switch {
+	case done == nil:
+	case st.cur == nil:
+		close(done)
+	default:
+		st.gone = append(st.gone, done)
 	}
 }
 
@@ -263,6 +284,10 @@ func (st *state) exited(ex exited) {
 	st.kill.Stop()
 	st.cur = nil
 	st.s.setHealth(nil)
+	for _, g := range st.gone {
+		close(g)
+	}
+	st.gone = nil
 	code := exitCode(ex.err)
 	st.log.Info("Child exited", "pid", c.pid, "epoch", c.epoch, "code", code, "stopped", c.stopping,
 		"ranFor", ex.at.Sub(c.startedAt).Round(time.Millisecond))

@@ -437,3 +437,32 @@ func TestChildInheritsNothingOfTheGuardian(t *testing.T) {
 		}
 	}
 }
+
+func TestSickChildIsStoppedAndReported(t *testing.T) {
+	h := newHarness(t, `exec sleep 60`)
+	h.s.Lead(1)
+	c := h.waitChildren(1)[0]
+	gone := h.s.Sick(time.Now())
+	select {
+	case <-gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Sick's channel not closed within 5s of the SIGTERM")
+	}
+	if alive(c.pid) {
+		t.Errorf("pid %d alive once Sick said it was gone", c.pid)
+	}
+	// No child without a new term; a new term starts one.
+	h.s.Lost(time.Now())
+	select {
+	case <-h.s.Sick(time.Now()):
+	case <-time.After(time.Second):
+		t.Error("Sick without a child: its channel is not closed at once")
+	}
+	if n := len(h.children()); n != 1 {
+		t.Errorf("%d children started, want 1", n)
+	}
+	h.s.Lead(2)
+	if c := h.waitChildren(2)[1]; c.epoch != 2 {
+		t.Errorf("the next term's child saw epoch %d, want 2", c.epoch)
+	}
+}

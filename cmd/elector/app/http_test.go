@@ -136,3 +136,30 @@ func TestElectorLeaderWatch(t *testing.T) {
 		})
 	}
 }
+
+// A step-down shows in /leader, wakes watchers, and stays through later changes.
+func TestElectorLeaderStepDown(t *testing.T) {
+	srv, f, state := newTestServer(t)
+	f.set(election.LeaderInfo{Holder: "me", Epoch: 4, Since: time.Now(), Leading: true})
+	state.publish()
+	_, changed := state.get()
+	at := time.Date(2026, 11, 25, 19, 0, 0, 0, time.UTC)
+	state.steppedDown("health check failed 3 times in a row: exit status 1", at, 12*time.Second)
+	select {
+	case <-changed:
+	default:
+		t.Error("the step-down did not wake the watchers")
+	}
+	f.set(election.LeaderInfo{Holder: "other", Epoch: 5, Since: at})
+	state.publish()
+	resp, err := http.Get(srv.URL + "/leader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	want := `"leading":false,"stepDown":{"reason":"health check failed 3 times in a row: exit status 1","at":"2026-11-25T19:00:00Z","until":"2026-11-25T19:00:12Z"}}`
+	if got := strings.TrimSpace(string(b)); !strings.HasSuffix(got, want) || !strings.Contains(got, `"holder":"other","epoch":5`) {
+		t.Errorf("got %s\nwant it to end with %s", got, want)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -38,6 +39,17 @@ type Options struct {
 	RestartChild bool
 	HTTPAddr     string
 
+	// The child's health check, while it leads: a command (run by sh -c) or an
+	// HTTP URL, every HealthPeriod, each given HealthTimeout. After HealthFailures
+	// failures in a row the elector stops the child, releases the Lease and does
+	// not campaign for StepDownBackoff (0: twice the lease duration).
+	HealthCommand   string
+	HealthURL       string
+	HealthPeriod    time.Duration
+	HealthTimeout   time.Duration
+	HealthFailures  int
+	StepDownBackoff time.Duration
+
 	// Command is the child, from the arguments after the flags (after "--").
 	Command []string
 
@@ -52,10 +64,12 @@ var lockFlags = []string{"lock-name", "lock-namespace", "lease-duration", "renew
 // NewOptions returns Options with their defaults: controller-runtime's timings.
 func NewOptions() *Options {
 	return &Options{
-		LeaseDuration: 15 * time.Second,
-		RenewDeadline: 10 * time.Second,
-		RetryPeriod:   2 * time.Second,
-		set:           map[string]bool{},
+		LeaseDuration:  15 * time.Second,
+		RenewDeadline:  10 * time.Second,
+		RetryPeriod:    2 * time.Second,
+		HealthPeriod:   5 * time.Second,
+		HealthFailures: 3,
+		set:            map[string]bool{},
 	}
 }
 
@@ -87,8 +101,42 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"Restart the child (with backoff) when it exits while this elector leads, instead of releasing and exiting with its code.")
 	fs.StringVar(&o.HTTPAddr, "http-addr", o.HTTPAddr,
 		"Address to serve /healthz and /leader on, e.g. 127.0.0.1:4040. Empty: no HTTP server.")
+	fs.StringVar(&o.HealthCommand, "health-command", o.HealthCommand,
+		"Health check of the child while leading: a shell command (sh -c) that exits 0 when the child works. It gets the child's ELECTION_* variables.")
+	fs.StringVar(&o.HealthURL, "health-url", o.HealthURL,
+		"Health check of the child while leading: an http(s) URL that answers 2xx or 3xx when the child works.")
+	fs.DurationVar(&o.HealthPeriod, "health-period", o.HealthPeriod,
+		"Interval between health checks; the first comes one interval after the child starts.")
+	fs.DurationVar(&o.HealthTimeout, "health-timeout", o.HealthTimeout,
+		"How long one health check may take before it counts as a failure; at most --health-period. 0: 1s, or --health-period if shorter.")
+	fs.IntVar(&o.HealthFailures, "health-failures", o.HealthFailures,
+		"Consecutive failed health checks after which the elector stops the child, releases the Lease and steps down.")
+	fs.DurationVar(&o.StepDownBackoff, "step-down-backoff", o.StepDownBackoff,
+		"After stepping down, how long not to campaign, so that another candidate keeps the Lease. 0: twice the lease duration.")
 	o.Zap.BindFlags(fs)
 }
+
+// healthFlags configure the health check; they need --health-command or --health-url.
+var healthFlags = []string{"health-period", "health-timeout", "health-failures", "step-down-backoff"}
+
+// healthTimeout is --health-timeout, or its default: 1s, at most the period.
+func (o *Options) healthTimeout() time.Duration {
+	if o.HealthTimeout > 0 {
+		return o.HealthTimeout
+	}
+	return min(time.Second, o.HealthPeriod)
+}
+
+// stepDownBackoff is --step-down-backoff, or its default: twice leaseDuration.
+func (o *Options) stepDownBackoff(leaseDuration time.Duration) time.Duration {
+	if o.StepDownBackoff > 0 {
+		return o.StepDownBackoff
+	}
+	return 2 * leaseDuration
+}
+
+// HealthCheck tells whether a health check is configured.
+func (o *Options) HealthCheck() bool { return o.HealthCommand != "" || o.HealthURL != "" }
 
 // Parse parses args into o: the flags, then the command after them.
 func (o *Options) Parse(fs *flag.FlagSet, args []string) error {
@@ -131,7 +179,44 @@ func (o *Options) Validate() error {
 	} else if _, err := exec.LookPath(o.Command[0]); err != nil {
 		errs = append(errs, fmt.Errorf("command %q: %w", o.Command[0], err))
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, o.validateHealth()...)...)
+}
+
+// validateHealth checks the health check's flags.
+func (o *Options) validateHealth() []error {
+	var errs []error
+	if !o.HealthCheck() {
+		for _, name := range healthFlags {
+			if o.set[name] {
+				errs = append(errs, fmt.Errorf("--%s needs --health-command or --health-url", name))
+			}
+		}
+		return errs
+	}
+	if o.HealthCommand != "" && o.HealthURL != "" {
+		errs = append(errs, errors.New("--health-command and --health-url cannot be used together: pick one check"))
+	}
+	if len(o.Command) == 0 {
+		errs = append(errs, errors.New("--health-command and --health-url check a child: they need a command (elector [flags] -- COMMAND ARGS...)"))
+	}
+	if o.HealthURL != "" {
+		if u, err := url.Parse(o.HealthURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--health-url %q: must be an absolute http or https URL", o.HealthURL))
+		}
+	}
+	if o.HealthPeriod <= 0 {
+		errs = append(errs, fmt.Errorf("--health-period %s: must be positive", o.HealthPeriod))
+	}
+	if o.HealthTimeout < 0 || o.HealthTimeout > o.HealthPeriod {
+		errs = append(errs, fmt.Errorf("--health-timeout %s: must be at most --health-period (%s), and not negative", o.HealthTimeout, o.HealthPeriod))
+	}
+	if o.HealthFailures < 1 {
+		errs = append(errs, fmt.Errorf("--health-failures %d: must be at least 1", o.HealthFailures))
+	}
+	if o.StepDownBackoff < 0 {
+		errs = append(errs, fmt.Errorf("--step-down-backoff %s: must not be negative (0: twice the lease duration)", o.StepDownBackoff))
+	}
+	return errs
 }
 
 // flagTimings applies the election timing rules to the timing flags.

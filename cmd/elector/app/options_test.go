@@ -42,6 +42,21 @@ func TestElectorOptionsValidate(t *testing.T) {
 		{"child flags without a child", []string{"--group", "g", "--grace-period=1s", "--restart-child"},
 			[]string{"--grace-period needs a command", "--restart-child needs a command"}},
 		{"unknown command", []string{"--group", "g", "--", "/no/such/command"}, []string{`command "/no/such/command"`}},
+		{"health command", []string{"--group", "g", "--health-command", "true", "--health-period=200ms", "--health-failures=2",
+			"--step-down-backoff=30s", "--", "sh"}, nil},
+		{"health url", []string{"--group", "g", "--health-url", "http://127.0.0.1:8080/healthz", "--health-timeout=5s", "--", "sh"}, nil},
+		{"both health checks", []string{"--group", "g", "--health-command", "true", "--health-url", "http://127.0.0.1/", "--", "sh"},
+			[]string{"--health-command and --health-url cannot be used together"}},
+		{"health check without a child", []string{"--group", "g", "--health-command", "true"},
+			[]string{"--health-command and --health-url check a child: they need a command"}},
+		{"health flags without a check", []string{"--group", "g", "--health-period=1s", "--step-down-backoff=1m", "--", "sh"},
+			[]string{"--health-period needs --health-command or --health-url", "--step-down-backoff needs --health-command or --health-url"}},
+		{"bad health values", []string{"--group", "g", "--health-url", "127.0.0.1:8080/healthz", "--health-period=0s", "--health-timeout=-1s",
+			"--health-failures=0", "--step-down-backoff=-1s", "--", "sh"},
+			[]string{`--health-url "127.0.0.1:8080/healthz": must be an absolute http or https URL`, "--health-period 0s: must be positive",
+				"--health-timeout -1s: must be at most --health-period", "--health-failures 0: must be at least 1", "--step-down-backoff -1s: must not be negative"}},
+		{"health timeout over the period", []string{"--group", "g", "--health-command", "true", "--health-period=1s", "--health-timeout=2s", "--", "sh"},
+			[]string{"--health-timeout 2s: must be at most --health-period (1s)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := parse(t, tc.args...).Validate()

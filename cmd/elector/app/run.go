@@ -98,18 +98,27 @@ func run(ctx, stopCtx context.Context, again <-chan struct{}, logger logr.Logger
 		state *leaderState
 	)
 	budget := t.budget(o)
+	childEnv := func(epoch int32) []string {
+		return []string{"ELECTION_HOLDER=" + o.ID, "ELECTION_EPOCH=" + strconv.Itoa(int(epoch)),
+			"ELECTION_GROUP=" + t.groupName(), "ELECTION_LEASE=" + t.lease.String()}
+	}
 	if len(o.Command) > 0 {
 		sup = supervisor.New(supervisor.Config{
 			Command: o.Command,
-			Env: func(epoch int32) []string {
-				return []string{"ELECTION_HOLDER=" + o.ID, "ELECTION_EPOCH=" + strconv.Itoa(int(epoch)),
-					"ELECTION_GROUP=" + t.groupName(), "ELECTION_LEASE=" + t.lease.String()}
-			},
+			Env:     childEnv,
 			Budget:  budget,
 			Restart: o.RestartChild,
 			Logger:  logger.WithName("child"),
 		})
 	}
+	health := newHealthCheck(o, childEnv, logger, t.leaseDuration, func(epoch int32, reason string, backoff time.Duration) {
+		// The child goes first, by the lease rules, while this process still
+		// leads and renews: the Lease is released only once it is gone.
+		logger.Info("Child unhealthy: stepping down", "epoch", epoch, "reason", reason, "backoff", backoff.String())
+		<-sup.Sick(el.LastRenewal())
+		state.steppedDown(reason, time.Now(), backoff)
+		el.StepDown(epoch, backoff, reason) // not a later term, which has a child of its own
+	})
 	// The callbacks run on the elector's goroutine and only hand over: the
 	// supervisor first (it must signal the child at once), then /leader.
 	el, err = election.New(t.electorConfig(o.ID), cs.CoordinationV1(), leases, election.Callbacks{
@@ -117,11 +126,17 @@ func run(ctx, stopCtx context.Context, again <-chan struct{}, logger logr.Logger
 			if sup != nil {
 				sup.Lead(epoch)
 			}
+			if health != nil {
+				health.lead(epoch)
+			}
 			state.publish()
 		},
 		OnStoppedLeading: func() {
 			if sup != nil {
 				sup.Lost(el.LastRenewal())
+			}
+			if health != nil {
+				health.lost()
 			}
 			state.publish()
 		},
@@ -175,6 +190,9 @@ func run(ctx, stopCtx context.Context, again <-chan struct{}, logger logr.Logger
 	}
 	select {
 	case <-stopCtx.Done():
+		if health != nil {
+			health.lost() // the child is stopping anyway: no step-down now
+		}
 		if sup != nil {
 			stopped := sup.Shutdown(el.Leader().LastRenewal)
 			select {
@@ -203,6 +221,10 @@ func logJoin(logger logr.Logger, o *Options, t *target, b supervisor.Budget) {
 	if len(o.Command) > 0 {
 		kv = append(kv, "command", o.Command, "gracePeriod", b.Grace().String(),
 			"killBy", "lastRenewal + "+b.Horizon().String())
+	}
+	if o.HealthCheck() {
+		kv = append(kv, "healthPeriod", o.HealthPeriod.String(), "healthFailures", o.HealthFailures,
+			"stepDownBackoff", o.stepDownBackoff(t.leaseDuration).String())
 	}
 	logger.Info("Joining the election", kv...)
 }

@@ -23,6 +23,18 @@ type leaderView struct {
 	Since *time.Time `json:"since,omitempty"`
 	// Leading: this process leads now.
 	Leading bool `json:"leading"`
+	// StepDown is this process's last step-down, absent if it never stepped down.
+	StepDown *stepDownView `json:"stepDown,omitempty"`
+}
+
+// stepDownView says why and when this process last gave up the Lease by itself.
+type stepDownView struct {
+	// Reason is why: the failed health checks and the last one's error.
+	Reason string `json:"reason"`
+	// At is when it stepped down (its child gone, the release about to be sent);
+	// Until, when its back-off ends: it does not campaign before.
+	At    time.Time `json:"at"`
+	Until time.Time `json:"until"`
 }
 
 // leaderState publishes the elector's view to /leader and its watchers: every
@@ -31,9 +43,9 @@ type leaderView struct {
 // with a higher epoch, leadership ending on the clock before the callback runs).
 type leaderState struct {
 	read func() election.LeaderInfo
-	base leaderView
 
 	mu      sync.Mutex
+	base    leaderView // what the elector does not tell: identity, lease, step-down
 	cur     leaderView
 	changed chan struct{} // closed and replaced at every change
 }
@@ -46,17 +58,32 @@ func newLeaderState(base leaderView, read func() election.LeaderInfo) *leaderSta
 // publish reads the elector's view and wakes the watchers if it changed.
 func (s *leaderState) publish() {
 	info := s.read()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	v := s.base
 	v.Holder, v.Epoch, v.Leading = info.Holder, info.Epoch, info.Leading
 	if !info.Since.IsZero() {
 		since := info.Since.UTC()
 		v.Since = &since
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if v.Holder == s.cur.Holder && v.Epoch == s.cur.Epoch && v.Leading == s.cur.Leading {
 		return
 	}
+	s.set(v)
+}
+
+// steppedDown records a step-down at at, with its back-off, and wakes the watchers.
+func (s *leaderState) steppedDown(reason string, at time.Time, backoff time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.base.StepDown = &stepDownView{Reason: reason, At: at.UTC(), Until: at.Add(backoff).UTC()}
+	v := s.cur
+	v.StepDown = s.base.StepDown
+	s.set(v)
+}
+
+// set makes v the current view and wakes the watchers; s.mu is held.
+func (s *leaderState) set(v leaderView) {
 	s.cur = v
 	close(s.changed)
 	s.changed = make(chan struct{})

@@ -36,6 +36,12 @@ second signal kills the child at once. When the child exits by itself, the elect
 releases the Lease and exits with the child's code (or restarts it:
 --restart-child). After losing the Lease, it campaigns again.
 
+With --health-command or --health-url, the child is checked every --health-period
+while leading. After --health-failures failures in a row, the elector stops the
+child by the rules above, releases the Lease so that another candidate takes over
+at once, and does not campaign again for --step-down-backoff. The log and /leader
+("stepDown") say why.
+
 Flags:
 `
 
