@@ -161,8 +161,8 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 	return nil
 }
 
-// epochFloor reads the group's recorded epochs from the cache, for an elector that
-// is about to create the group's Lease.
+// epochFloor reads the group's recorded epochs from the cache, for an elector about
+// to hand out an epoch (create or acquire the group's Lease).
 func (r *LeaderGroupReconciler) epochFloor(key types.NamespacedName) func() (int32, error) {
 	return func() (int32, error) {
 		g := &v1alpha1.LeaderGroup{}

@@ -142,15 +142,7 @@ func TestCutLeaderEndsOnTimeAndRecampaigns(t *testing.T) {
 			if oldTerm.end.IsZero() {
 				t.Fatalf("%s still leads after being cut off", leaderID)
 			}
-			if late := oldTerm.end.Sub(lastRenew.Add(fast.RenewDeadline)); late > slack {
-				t.Errorf("cut leader stopped %s after its last renewal's send time + renewDeadline", late)
-			}
-			if early := lastRenew.Add(fast.LeaseDuration).Sub(newTerm.start); early > 0 {
-				t.Errorf("follower took over %s before leaseDuration had passed since the last renewal", early)
-			}
-			if late := newTerm.start.Sub(lastRenew.Add(fast.LeaseDuration)); late > 2*slack {
-				t.Errorf("follower took over %s after the lease expired, want at expiry", late)
-			}
+			requireTakeoverBounds(t, oldTerm, newTerm, lastRenew, fast, 2*slack)
 			acq := acquisition(t, hist, 2)
 			if leaserecord.Holder(acq) != followerID || leaserecord.Epoch(acq) != oldTerm.epoch+1 || acq.Annotations[leaserecord.AnnotationAcquiredHow] != string(leaserecord.AfterExpiry) {
 				t.Errorf("takeover: holder %q epoch %d how %q, want %s %d AfterExpiry",
@@ -383,5 +375,22 @@ func TestNoReleaseAfterLostLeadership(t *testing.T) {
 	}
 	if rec.leader(key.String()) != followerID {
 		t.Errorf("leader is %q, want %s", rec.leader(key.String()), followerID)
+	}
+}
+
+// requireTakeoverBounds checks a takeover after a lost connection from the two
+// leaders' own records: the old one stopped by its last renewal's send time +
+// renewDeadline, and the new one started no earlier than that renewal +
+// leaseDuration, and no later than lateBy after it.
+func requireTakeoverBounds(t *testing.T, old, next interval, lastRenewal time.Time, timings Config, lateBy time.Duration) {
+	t.Helper()
+	if late := old.end.Sub(lastRenewal.Add(timings.RenewDeadline)); late > slack {
+		t.Errorf("%s stopped leading %s after its last renewal's send time + renewDeadline", old.id, late)
+	}
+	if early := lastRenewal.Add(timings.LeaseDuration).Sub(next.start); early > 0 {
+		t.Errorf("%s took over %s before leaseDuration had passed since the last renewal", next.id, early)
+	}
+	if late := next.start.Sub(lastRenewal.Add(timings.LeaseDuration)); late > lateBy {
+		t.Errorf("%s took over %s after the lease expired, want at expiry", next.id, late)
 	}
 }

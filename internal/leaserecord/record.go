@@ -16,6 +16,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 )
 
 // Annotations written on the Lease, so that an observer can tell how leadership
@@ -195,7 +196,7 @@ func Renew(own *coordinationv1.Lease, w Writer, now time.Time) *coordinationv1.L
 func Release(own *coordinationv1.Lease, releaser string, now time.Time) *coordinationv1.Lease {
 	l := released(own, releaser, now)
 	delete(l.Annotations, AnnotationHandoverTo)
-	l.Spec.LeaseDurationSeconds = ptrInt32(1)
+	l.Spec.LeaseDurationSeconds = ptr.To[int32](1)
 	return l
 }
 
@@ -209,7 +210,7 @@ func HandOver(own *coordinationv1.Lease, releaser, to, attempt string, now time.
 	setAnnotation(l, AnnotationHandoverTo, to)
 	setAnnotation(l, AnnotationHandoverAttempt, attempt)
 	delete(l.Annotations, AnnotationHandoverLapsed)
-	l.Spec.LeaseDurationSeconds = ptrInt32(max(1, int32(reserve/time.Second)))
+	l.Spec.LeaseDurationSeconds = ptr.To(max(1, int32(reserve/time.Second)))
 	return l
 }
 
@@ -250,5 +251,3 @@ func setAnnotation(l *coordinationv1.Lease, k, v string) {
 	}
 	l.Annotations[k] = v
 }
-
-func ptrInt32(v int32) *int32 { return &v }

@@ -7,6 +7,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 )
 
 func TestTrackerCountsFromWhenTheRecordChanged(t *testing.T) {
@@ -130,7 +131,7 @@ func TestTrackerPrunesWithoutAnotherDeletion(t *testing.T) {
 	for i, name := range []string{"a", "b"} {
 		l := stored(Create(key, writer("x"), t0, 1), "1")
 		l.Name, l.UID = name, types.UID(name)
-		l.Spec.LeaseDurationSeconds = ptrInt32(int32(2 + 10*i)) // a: 2s, b: 12s
+		l.Spec.LeaseDurationSeconds = ptr.To(int32(2 + 10*i)) // a: 2s, b: 12s
 		k := types.NamespacedName{Namespace: "ns", Name: name}
 		tr.Since(k, l)
 		tr.Delete(k, l, false)

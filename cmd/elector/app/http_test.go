@@ -70,12 +70,7 @@ func TestElectorLeaderJSON(t *testing.T) {
 	since := time.Date(2026, 11, 25, 19, 0, 0, 0, time.UTC)
 	f.set(election.LeaderInfo{Holder: "me", Epoch: 4, Since: since, Leading: true})
 	state.publish()
-	resp, err := http.Get(srv.URL + "/leader")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := getLeader(t, srv.URL)
 	want := `{"identity":"me","lease":"ns/lock","group":"ns/g","holder":"me","epoch":4,"since":"2026-11-25T19:00:00Z","leading":true}`
 	if got := strings.TrimSpace(string(b)); got != want || resp.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("got %s (%s)\nwant %s", got, resp.Header.Get("Content-Type"), want)
@@ -152,14 +147,24 @@ func TestElectorLeaderStepDown(t *testing.T) {
 	}
 	f.set(election.LeaderInfo{Holder: "other", Epoch: 5, Since: at})
 	state.publish()
-	resp, err := http.Get(srv.URL + "/leader")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
+	_, b := getLeader(t, srv.URL)
 	want := `"leading":false,"stepDown":{"reason":"health check failed 3 times in a row: exit status 1","at":"2026-11-25T19:00:00Z","until":"2026-11-25T19:00:12Z"}}`
 	if got := strings.TrimSpace(string(b)); !strings.HasSuffix(got, want) || !strings.Contains(got, `"holder":"other","epoch":5`) {
 		t.Errorf("got %s\nwant it to end with %s", got, want)
 	}
+}
+
+// getLeader reads /leader once: the response and its body.
+func getLeader(t *testing.T, base string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Get(base + "/leader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
 }
