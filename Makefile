@@ -1,7 +1,7 @@
 # election-manager — every tool is pinned and built from the Go module proxy into bin/.
 
 # Image for docker-build.
-IMG ?= election-manager:dev
+IMG ?= ghcr.io/election-manager/election-manager:$(VERSION)
 # Extra flags for the manager in run and run-cluster, e.g. ARGS="--zap-log-level=debug".
 ARGS ?=
 
@@ -33,6 +33,10 @@ KUBECTL := $(KUBEBUILDER_ASSETS)/kubectl
 # Only its garbage collector runs, in tests: owner references must really delete.
 KUBE_CONTROLLER_MANAGER := $(KUBEBUILDER_ASSETS)/kube-controller-manager
 ETCD := $(KUBEBUILDER_ASSETS)/etcd
+# The node's own, for make cluster: from the same k8s.io/kubernetes module.
+KUBELET := $(KUBEBUILDER_ASSETS)/kubelet
+KUBE_SCHEDULER := $(KUBEBUILDER_ASSETS)/kube-scheduler
+KUBE_PROXY := $(KUBEBUILDER_ASSETS)/kube-proxy
 ETCD_STAMP := $(KUBEBUILDER_ASSETS)/.etcd-$(ETCD_VERSION)
 export KUBEBUILDER_ASSETS
 
@@ -79,6 +83,7 @@ fmt: ## Run go fmt.
 .PHONY: vet
 vet: ## Run go vet, and fail on unformatted files.
 	go vet ./...
+	go vet -tags cluster ./test/cluster/...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 .PHONY: verify-chart
@@ -95,6 +100,39 @@ test: verify verify-chart vet controlplane helm ## Run every test against a real
 .PHONY: bench
 bench: controlplane ## Run the benchmarks (print numbers, assert nothing).
 	go test ./internal/election -run '^$$' -bench . -benchtime 1x -timeout 30m
+
+##@ A real one-node cluster (root; see shared/REAL-CLUSTER.md)
+
+# Where make cluster keeps its state (certificates, kubeconfigs, etcd, logs); one at a time.
+CLUSTER_DIR ?= $(LOCALBIN)/cluster
+export CLUSTER_DIR
+# From Debian, installed by cluster-deps when missing.
+CLUSTER_PACKAGES := containerd runc containernetworking-plugins iptables conntrack iproute2 busybox-static
+
+.PHONY: cluster
+cluster: cluster-deps controlplane node-binaries $(HELM) ## Run a one-node cluster with the chart installed; prints the KUBECONFIG line; Ctrl-C tears it down.
+	go build -o $(LOCALBIN)/cluster ./hack/cluster
+	$(LOCALBIN)/cluster --dir $(CLUSTER_DIR) --bin $(KUBEBUILDER_ASSETS) --helm $(HELM) up
+
+.PHONY: cluster-down
+cluster-down: ## Remove a cluster that make cluster or make test-cluster left behind.
+	go build -o $(LOCALBIN)/cluster ./hack/cluster
+	$(LOCALBIN)/cluster --dir $(CLUSTER_DIR) --bin $(KUBEBUILDER_ASSETS) down
+
+.PHONY: test-cluster
+test-cluster: cluster-deps controlplane node-binaries $(HELM) ## Run the end-to-end tests on a one-node cluster of their own, with kubectl and helm.
+	go test -tags cluster -count=1 -timeout 45m -v ./test/cluster
+
+.PHONY: cluster-deps
+cluster-deps: ## Install the Debian packages the cluster needs, when missing (root).
+	@missing=$$(for p in $(CLUSTER_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		[ "$$(id -u)" = 0 ] || { echo "cluster-deps: root is required to install $$missing" >&2; exit 1; }; \
+		echo "installing $$missing"; apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+.PHONY: node-binaries
+node-binaries: $(KUBELET) $(KUBE_SCHEDULER) $(KUBE_PROXY) ## Build kubelet, kube-scheduler and kube-proxy into bin/k8s.
 
 ##@ Build
 
@@ -154,6 +192,12 @@ $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CONTROLLER_MANAGER) &: hack/controlplane/go.
 	cd hack/controlplane && go build -trimpath -ldflags "$(K8S_LDFLAGS)" -o $(KUBEBUILDER_ASSETS)/ \
 		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-controller-manager
 	@touch $(KUBE_APISERVER) $(KUBECTL) $(KUBE_CONTROLLER_MANAGER)
+
+$(KUBELET) $(KUBE_SCHEDULER) $(KUBE_PROXY) &: hack/controlplane/go.mod hack/controlplane/go.sum
+	@mkdir -p $(KUBEBUILDER_ASSETS)
+	cd hack/controlplane && go build -trimpath -ldflags "$(K8S_LDFLAGS)" -o $(KUBEBUILDER_ASSETS)/ \
+		k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
+	@touch $(KUBELET) $(KUBE_SCHEDULER) $(KUBE_PROXY)
 
 $(ETCD_STAMP): hack/etcd/go.mod hack/etcd/go.sum
 	@mkdir -p $(KUBEBUILDER_ASSETS)
