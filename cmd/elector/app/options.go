@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -69,7 +70,9 @@ func NewOptions() *Options {
 		RetryPeriod:    2 * time.Second,
 		HealthPeriod:   5 * time.Second,
 		HealthFailures: 3,
-		set:            map[string]bool{},
+		// Leadership changes within a second: logs need the sub-second time to be read.
+		Zap: zap.Options{TimeEncoder: zapcore.RFC3339NanoTimeEncoder},
+		set: map[string]bool{},
 	}
 }
 
