@@ -119,6 +119,7 @@ type LeaseReference struct {
 // Candidates says who competes for a group's Lease.
 // +kubebuilder:validation:XValidation:rule="self.source != 'Pods' || has(self.podSelector)",message="podSelector is required when source is Pods",fieldPath=".podSelector"
 // +kubebuilder:validation:XValidation:rule="self.source == 'Pods' || !has(self.podSelector)",message="podSelector is only allowed when source is Pods",fieldPath=".podSelector"
+// +kubebuilder:validation:XValidation:rule="self.source == 'Pods' || !has(self.preferNewestRevision)",message="preferNewestRevision is only allowed when source is Pods",fieldPath=".preferNewestRevision"
 type Candidates struct {
 	// source of the candidates. Manager: every running manager instance competes,
 	// each under its own --id. Pods: the manager elects among the Ready pods that
@@ -136,6 +137,15 @@ type Candidates struct {
 	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))",message="podSelector.matchExpressions values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",fieldPath=".matchExpressions"
 	// +optional
 	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
+
+	// preferNewestRevision (source Pods) moves leadership once, as a handover, to a
+	// Ready pod of the workload's newest revision (the owner's pod-template-hash or
+	// controller-revision-hash) when the leader belongs to an older one, so that a
+	// rolling update moves leadership once instead of with every old pod it replaces.
+	// false: a leader that can lead is never moved (but for preferredHolder).
+	// Default true.
+	// +optional
+	PreferNewestRevision *bool `json:"preferNewestRevision,omitempty"`
 }
 
 // LeaderGroupStatus is the election as the manager last observed it. The Lease is

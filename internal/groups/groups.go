@@ -49,6 +49,12 @@ func ReleaseOnCancel(g *v1alpha1.LeaderGroup) bool {
 	return g.Spec.ReleaseOnCancel == nil || *g.Spec.ReleaseOnCancel
 }
 
+// PreferNewestRevision tells whether a Pods group moves leadership to its workload's
+// newest revision (spec.candidates.preferNewestRevision, default true).
+func PreferNewestRevision(g *v1alpha1.LeaderGroup) bool {
+	return g.Spec.Candidates.PreferNewestRevision == nil || *g.Spec.Candidates.PreferNewestRevision
+}
+
 // EpochFloor is the highest epoch the group's status records: the Lease's epochs
 // must start above it if the Lease is ever created again.
 func EpochFloor(g *v1alpha1.LeaderGroup) int32 {

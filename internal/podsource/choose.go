@@ -51,31 +51,87 @@ func Candidates(pods []corev1.Pod, group string) []v1alpha1.CandidateStatus {
 	return out
 }
 
-// choose returns who should lead: the preferred pod while it can lead, else the
-// current holder while it can (a new pod never preempts it), else the longest-running
-// pod that can, "" when none can. holder is "" when the Lease has no valid holder.
-func choose(pods []corev1.Pod, holder, preferred string) string {
+// choose returns who should lead: the preferred pod while it can lead; else, among
+// the pods that can lead, those of the newest revision (with newestFirst) before the
+// others, and within them the current holder (a new pod never preempts it), then the
+// longest-running; "" when none can. holder is "" when the Lease has no valid holder.
+//
+// So a rolling update moves leadership once: to the first Ready pod of the new
+// revision, whose holder then stays while the old pods go.
+func choose(pods []corev1.Pod, holder, preferred string, newestFirst bool) string {
 	if preferred != "" && canLeadNamed(pods, preferred) {
 		return preferred
 	}
-	var best *corev1.Pod
+	newest := ""
+	if newestFirst {
+		newest = newestRevision(pods)
+	}
+	tier := func(p *corev1.Pod) int {
+		if newest != "" && revision(p) != newest {
+			return 1
+		}
+		return 0
+	}
+	var best, current *corev1.Pod
 	for i := range pods {
 		p := &pods[i]
 		if !canLead(p) {
 			continue
 		}
 		if p.Name == holder {
-			return holder
+			current = p
 		}
-		if best == nil || p.CreationTimestamp.Before(&best.CreationTimestamp) ||
-			(p.CreationTimestamp.Equal(&best.CreationTimestamp) && p.Name < best.Name) {
+		if best == nil || tier(p) < tier(best) || (tier(p) == tier(best) && older(p, best)) {
 			best = p
 		}
 	}
-	if best == nil {
+	switch {
+	case current != nil && tier(current) <= tier(best):
+		return current.Name
+	case best != nil:
+		return best.Name
+	}
+	return ""
+}
+
+// older orders pods by age, then by name.
+func older(a, b *corev1.Pod) bool {
+	return a.CreationTimestamp.Before(&b.CreationTimestamp) ||
+		(a.CreationTimestamp.Equal(&b.CreationTimestamp) && a.Name < b.Name)
+}
+
+// revision is the revision of the workload a pod belongs to, as its owner labels it:
+// a Deployment's ReplicaSet with pod-template-hash, a StatefulSet with
+// controller-revision-hash; "" for a pod of neither.
+func revision(p *corev1.Pod) string {
+	for _, o := range p.OwnerReferences {
+		if o.Controller == nil || !*o.Controller {
+			continue
+		}
+		switch o.Kind {
+		case "ReplicaSet":
+			return p.Labels["pod-template-hash"]
+		case "StatefulSet":
+			return p.Labels["controller-revision-hash"]
+		}
+	}
+	return ""
+}
+
+// newestRevision is the revision of the most recently created pod that is not
+// terminating: the one its workload now creates pods of (after a rollback too).
+func newestRevision(pods []corev1.Pod) string {
+	var newest *corev1.Pod
+	for i := range pods {
+		p := &pods[i]
+		if p.DeletionTimestamp == nil && revision(p) != "" && (newest == nil || older(newest, p)) {
+			newest = p
+		}
+	}
+	if newest == nil {
 		return ""
 	}
-	return best.Name
+	return revision(newest)
 }
 
 // canLeadNamed tells whether the pod called name is among pods and can lead.

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 func pod(name string, ageSec int, ready bool, terminating bool) corev1.Pod {
@@ -43,7 +44,57 @@ func TestChoose(t *testing.T) {
 		{"a missing preferred pod does not", []corev1.Pod{pod("holder", 10, true, false)}, "holder", "holder", "gone"},
 	}
 	for _, tc := range cases {
-		if got := choose(tc.pods, tc.holder, tc.preferred); got != tc.want {
+		if got := choose(tc.pods, tc.holder, tc.preferred, true); got != tc.want {
+			t.Errorf("%s: chose %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// rev makes p a pod of a workload's revision: owned by a ReplicaSet (kind "ReplicaSet",
+// label pod-template-hash) or a StatefulSet (controller-revision-hash).
+func rev(p corev1.Pod, kind, revision string) corev1.Pod {
+	p.OwnerReferences = []metav1.OwnerReference{{Kind: kind, Name: "owner", Controller: ptr.To(true)}}
+	label := map[string]string{"ReplicaSet": "pod-template-hash", "StatefulSet": "controller-revision-hash"}[kind]
+	p.Labels = map[string]string{label: revision}
+	return p
+}
+
+func TestChooseFollowsTheNewestRevision(t *testing.T) {
+	rs := func(name string, age int, ready bool, revision string) corev1.Pod {
+		return rev(pod(name, age, ready, false), "ReplicaSet", revision)
+	}
+	cases := []struct {
+		name              string
+		pods              []corev1.Pod
+		holder, preferred string
+		newestFirst       bool
+		want              string
+	}{
+		{"an old-revision holder moves to the oldest Ready pod of the newest revision",
+			[]corev1.Pod{rs("old", 30, true, "v1"), rs("new-a", 5, true, "v2"), rs("new-b", 8, true, "v2"), rs("new-c", 1, false, "v2")}, "old", "", true, "new-b"},
+		{"a newest-revision holder stays while older pods of that revision exist",
+			[]corev1.Pod{rs("new-a", 5, true, "v2"), rs("new-b", 8, true, "v2")}, "new-a", "", true, "new-a"},
+		{"no Ready pod of the newest revision: the old holder stays",
+			[]corev1.Pod{rs("old", 30, true, "v1"), rs("new", 1, false, "v2")}, "old", "", true, "old"},
+		{"turned off: a holder that can lead is never moved",
+			[]corev1.Pod{rs("old", 30, true, "v1"), rs("new", 5, true, "v2")}, "old", "", false, "old"},
+		{"turned off: with no holder, the oldest Ready pod",
+			[]corev1.Pod{rs("old", 30, true, "v1"), rs("new", 5, true, "v2")}, "", "", false, "old"},
+		{"with no holder, the newest revision first",
+			[]corev1.Pod{rs("old", 30, true, "v1"), rs("new", 5, true, "v2")}, "", "", true, "new"},
+		{"a rollback: the revision created last is the newest, whatever its name",
+			[]corev1.Pod{rs("v2-pod", 30, true, "v2"), rs("v1-again", 2, true, "v1")}, "v2-pod", "", true, "v1-again"},
+		{"terminating pods do not say which revision is newest",
+			[]corev1.Pod{rs("old", 30, true, "v1"), rev(pod("going", 1, true, true), "ReplicaSet", "v3")}, "old", "", true, "old"},
+		{"a StatefulSet's controller-revision-hash",
+			[]corev1.Pod{rev(pod("s-0", 30, true, false), "StatefulSet", "r1"), rev(pod("s-1", 1, true, false), "StatefulSet", "r2")}, "s-0", "", true, "s-1"},
+		{"pods of no workload have no revision: nothing moves",
+			[]corev1.Pod{pod("a", 30, true, false), pod("b", 1, true, false)}, "a", "", true, "a"},
+		{"the preferred holder comes before any revision",
+			[]corev1.Pod{rs("old", 30, true, "v1"), rs("new", 5, true, "v2")}, "new", "old", true, "old"},
+	}
+	for _, tc := range cases {
+		if got := choose(tc.pods, tc.holder, tc.preferred, tc.newestFirst); got != tc.want {
 			t.Errorf("%s: chose %q, want %q", tc.name, got, tc.want)
 		}
 	}

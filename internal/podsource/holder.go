@@ -60,12 +60,15 @@ type Group struct {
 	// EpochFloor is the highest epoch the group recorded: a re-created Lease starts
 	// above it.
 	EpochFloor int32
+	// NewestRevisionFirst prefers the pods of the workload's newest revision (see choose).
+	NewestRevisionFirst bool
 }
 
 // Sync makes the Lease and the leader label name the pod that should lead, in the
-// order that never shows two leaders: take the label off every other pod that
-// carries it (found by the label, fresh, not through the selector), move the Lease,
-// then label the pod the written Lease names, at its epoch. It returns the Lease as
+// order that never shows two leaders that can take traffic: take the label off every
+// other pod that carries it and can take new traffic (found by the label, fresh, not
+// through the selector), move the Lease, label the pod the written Lease names, at
+// its epoch, and only then unlabel the pods that could not take new traffic. It returns the Lease as
 // written (Current when unchanged) and when to renew next.
 //
 // A holder that is not ours keeps the Lease until it expires on this observer's
@@ -77,7 +80,7 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 	if g.Expired {
 		holder = ""
 	}
-	want := choose(g.candidates(), holder, g.Preferred)
+	want := choose(g.candidates(), holder, g.Preferred, g.NewestRevisionFirst)
 	if g.Suspended || (foreign && !g.Expired) {
 		want = ""
 	}
@@ -85,8 +88,18 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 	if err != nil {
 		return nil, 0, err
 	}
+	// A labelled pod that can still take new traffic loses the label before anyone
+	// else gets it. One that cannot (not Ready, or terminating: a Service sends it new
+	// requests only while it has no Ready endpoint) keeps it until the new leader has
+	// it, so that a draining leader still serves meanwhile.
+	var draining []*corev1.Pod
 	for i := range labelled {
-		if p := &labelled[i]; p.Name != want {
+		p := &labelled[i]
+		switch {
+		case p.Name == want:
+		case want != "" && !canLead(p):
+			draining = append(draining, p)
+		default:
 			if err := h.unlabel(ctx, p); err != nil {
 				return nil, 0, err
 			}
@@ -105,6 +118,11 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 	}
 	if want != "" {
 		if err := h.label(ctx, g, lease, pick(labelled, g.Pods, want)); err != nil {
+			return lease, 0, err
+		}
+	}
+	for _, p := range draining {
+		if err := h.unlabel(ctx, p); err != nil {
 			return lease, 0, err
 		}
 	}
@@ -197,8 +215,9 @@ func (h *Holder) writeLease(ctx context.Context, g Group, want, holder string, n
 		next = leaserecord.Renew(cur, w, now)
 	case g.Expired || leaserecord.Holder(cur) == "":
 		next = leaserecord.Acquire(cur, w, now, leaserecord.TakeoverHow(cur), g.EpochFloor)
-	case want == g.Preferred && canLeadNamed(g.Pods, holder):
-		// A Ready leader gives way to the preferred pod: a handover, in one write.
+	case canLeadNamed(g.Pods, holder):
+		// A leader that can still lead gives way on purpose (to the preferred pod, or to
+		// the workload's newest revision): a handover, in one write.
 		released := leaserecord.HandOver(cur, holder, want, "", now, g.LeaseDuration)
 		next = leaserecord.Acquire(released, w, now, leaserecord.Handover, g.EpochFloor)
 	default:

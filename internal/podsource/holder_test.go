@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -131,7 +132,7 @@ func TestSyncUnlabelsPodsOutsideTheSelector(t *testing.T) {
 	if _, _, err := h.Sync(ctx, g); err != nil {
 		t.Fatal(err)
 	}
-	first := choose(g.Pods, "", "")
+	first := choose(g.Pods, "", "", true)
 	if v, _ := podLabel(t, g.Lease.Namespace, first); v != "g" {
 		t.Fatalf("%s labelled %q, want g", first, v)
 	}
@@ -201,5 +202,80 @@ func TestSyncRenewsFromTheCache(t *testing.T) {
 	}
 	if fresh.lists != 1 {
 		t.Errorf("three renewals listed %d times past the cache, want none", fresh.lists-1)
+	}
+}
+
+// A leader that can no longer take new requests (here: not Ready) keeps its label
+// until its successor has it, so that a Service goes on reaching it meanwhile; a
+// leader that still can (here: handing over to the preferred pod) loses it first, so
+// that two pods that take requests never carry it.
+func TestSyncMovesTheLabelInTheOrderThatKeepsOneServingLeader(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		move    func(g *Group, leader, other string)
+		want    func(leader, other string) []string
+		unready bool
+	}{
+		{"a leader that turned unready", func(*Group, string, string) {},
+			func(leader, other string) []string { return []string{other + "+", leader + "-"} }, true},
+		{"a Ready leader handing over", func(g *Group, _, other string) { g.Preferred = other },
+			func(leader, other string) []string { return []string{leader + "-", other + "+"} }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, g := setUp(t, "web-a", "web-b")
+			ctx := context.Background()
+			if _, _, err := h.Sync(ctx, g); err != nil {
+				t.Fatal(err)
+			}
+			leader := choose(g.Pods, "", "", true)
+			other := map[string]string{"web-a": "web-b", "web-b": "web-a"}[leader]
+			if tc.unready {
+				p := &corev1.Pod{}
+				if err := k8s.Get(ctx, types.NamespacedName{Namespace: g.Lease.Namespace, Name: leader}, p); err != nil {
+					t.Fatal(err)
+				}
+				p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}}
+				if err := k8s.Status().Update(ctx, p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var pods corev1.PodList
+			if err := k8s.List(ctx, &pods, client.InNamespace(g.Lease.Namespace)); err != nil {
+				t.Fatal(err)
+			}
+			g.Pods = pods.Items
+			l, err := clientset.CoordinationV1().Leases(g.Lease.Namespace).Get(ctx, "g", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.Current = l
+			tc.move(&g, leader, other)
+
+			w, err := clientset.CoreV1().Pods(g.Lease.Namespace).Watch(ctx, metav1.ListOptions{ResourceVersion: pods.ResourceVersion})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			if _, _, err := h.Sync(ctx, g); err != nil {
+				t.Fatal(err)
+			}
+			var order []string
+			labelled := map[string]bool{leader: true}
+			for len(order) < 2 {
+				select {
+				case ev := <-w.ResultChan():
+					p := ev.Object.(*corev1.Pod)
+					if on := p.Labels[LabelLeader] == "g"; on != labelled[p.Name] {
+						labelled[p.Name] = on
+						order = append(order, p.Name+map[bool]string{true: "+", false: "-"}[on])
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatalf("label changes seen: %v, want two", order)
+				}
+			}
+			if want := tc.want(leader, other); !reflect.DeepEqual(order, want) {
+				t.Errorf("label changes %v, want %v", order, want)
+			}
+		})
 	}
 }
