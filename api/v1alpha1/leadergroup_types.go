@@ -140,10 +140,11 @@ type Candidates struct {
 
 	// preferNewestRevision (source Pods) moves leadership once, as a handover, to a
 	// Ready pod of the workload's newest revision (the owner's pod-template-hash or
-	// controller-revision-hash) when the leader belongs to an older one, so that a
-	// rolling update moves leadership once instead of with every old pod it replaces.
-	// false: a leader that can lead is never moved (but for preferredHolder).
-	// Default true.
+	// controller-revision-hash) as soon as there is one while the leader belongs to
+	// an older revision, so that a rolling update moves leadership once instead of
+	// with every old pod it replaces. false: a leader that can lead is never moved
+	// (but for preferredHolder); when it has to be replaced, the newest revision
+	// still comes first. Default true.
 	// +optional
 	PreferNewestRevision *bool `json:"preferNewestRevision,omitempty"`
 }

@@ -51,9 +51,9 @@ func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.Le
 		Suspended:      plan.suspended(),
 		Preferred:      group.Spec.PreferredHolder,
 		LeaseDuration:  group.Spec.LeaseDuration.Duration, RetryPeriod: group.Spec.RetryPeriod.Duration,
-		Owner:               ownerReference(group),
-		EpochFloor:          groups.EpochFloor(group),
-		NewestRevisionFirst: groups.PreferNewestRevision(group),
+		Owner:                ownerReference(group),
+		EpochFloor:           groups.EpochFloor(group),
+		MoveToNewestRevision: groups.PreferNewestRevision(group),
 	})
 	if err != nil {
 		return nil, err

@@ -52,20 +52,21 @@ func Candidates(pods []corev1.Pod, group string) []v1alpha1.CandidateStatus {
 }
 
 // choose returns who should lead: the preferred pod while it can lead; else, among
-// the pods that can lead, those of the newest revision (with newestFirst) before the
-// others, and within them the current holder (a new pod never preempts it), then the
+// the pods that can lead, those of the workload's newest revision before the others,
+// and within them the current holder (a new pod never preempts it), then the
 // longest-running; "" when none can. holder is "" when the Lease has no valid holder.
+// With moveToNewest, a holder of an older revision gives way as soon as a pod of the
+// newest can lead; without, it keeps leading while it can, and only its replacement
+// comes from the newest revision.
 //
 // So a rolling update moves leadership once: to the first Ready pod of the new
-// revision, whose holder then stays while the old pods go.
-func choose(pods []corev1.Pod, holder, preferred string, newestFirst bool) string {
+// revision (or, without moveToNewest, to one when the old leader goes), whose holder
+// then stays while the old pods go.
+func choose(pods []corev1.Pod, holder, preferred string, moveToNewest bool) string {
 	if preferred != "" && canLeadNamed(pods, preferred) {
 		return preferred
 	}
-	newest := ""
-	if newestFirst {
-		newest = newestRevision(pods)
-	}
+	newest := newestRevision(pods)
 	tier := func(p *corev1.Pod) int {
 		if newest != "" && revision(p) != newest {
 			return 1
@@ -86,7 +87,7 @@ func choose(pods []corev1.Pod, holder, preferred string, newestFirst bool) strin
 		}
 	}
 	switch {
-	case current != nil && tier(current) <= tier(best):
+	case current != nil && (!moveToNewest || tier(current) <= tier(best)):
 		return current.Name
 	case best != nil:
 		return best.Name

@@ -67,7 +67,7 @@ func TestChooseFollowsTheNewestRevision(t *testing.T) {
 		name              string
 		pods              []corev1.Pod
 		holder, preferred string
-		newestFirst       bool
+		moveToNewest      bool
 		want              string
 	}{
 		{"an old-revision holder moves to the oldest Ready pod of the newest revision",
@@ -78,8 +78,10 @@ func TestChooseFollowsTheNewestRevision(t *testing.T) {
 			[]corev1.Pod{rs("old", 30, true, "v1"), rs("new", 1, false, "v2")}, "old", "", true, "old"},
 		{"turned off: a holder that can lead is never moved",
 			[]corev1.Pod{rs("old", 30, true, "v1"), rs("new", 5, true, "v2")}, "old", "", false, "old"},
-		{"turned off: with no holder, the oldest Ready pod",
-			[]corev1.Pod{rs("old", 30, true, "v1"), rs("new", 5, true, "v2")}, "", "", false, "old"},
+		{"turned off: a replacement still comes from the newest revision",
+			[]corev1.Pod{rs("old", 30, true, "v1"), rs("older", 40, true, "v1"), rs("new", 5, true, "v2"), rs("going", 50, true, "v1")}, "gone", "", false, "new"},
+		{"turned off: an old-revision replacement when no newest-revision pod can lead",
+			[]corev1.Pod{rs("old", 30, true, "v1"), rs("older", 40, true, "v1"), rs("new", 5, false, "v2")}, "", "", false, "older"},
 		{"with no holder, the newest revision first",
 			[]corev1.Pod{rs("old", 30, true, "v1"), rs("new", 5, true, "v2")}, "", "", true, "new"},
 		{"a rollback: the revision created last is the newest, whatever its name",
@@ -94,7 +96,7 @@ func TestChooseFollowsTheNewestRevision(t *testing.T) {
 			[]corev1.Pod{rs("old", 30, true, "v1"), rs("new", 5, true, "v2")}, "new", "old", true, "old"},
 	}
 	for _, tc := range cases {
-		if got := choose(tc.pods, tc.holder, tc.preferred, tc.newestFirst); got != tc.want {
+		if got := choose(tc.pods, tc.holder, tc.preferred, tc.moveToNewest); got != tc.want {
 			t.Errorf("%s: chose %q, want %q", tc.name, got, tc.want)
 		}
 	}

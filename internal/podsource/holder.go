@@ -60,8 +60,9 @@ type Group struct {
 	// EpochFloor is the highest epoch the group recorded: a re-created Lease starts
 	// above it.
 	EpochFloor int32
-	// NewestRevisionFirst prefers the pods of the workload's newest revision (see choose).
-	NewestRevisionFirst bool
+	// MoveToNewestRevision moves a leader of an older revision to the workload's newest
+	// as soon as a pod of it can lead (see choose).
+	MoveToNewestRevision bool
 }
 
 // Sync makes the Lease and the leader label name the pod that should lead, in the
@@ -80,7 +81,7 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 	if g.Expired {
 		holder = ""
 	}
-	want := choose(g.candidates(), holder, g.Preferred, g.NewestRevisionFirst)
+	want := choose(g.candidates(), holder, g.Preferred, g.MoveToNewestRevision)
 	if g.Suspended || (foreign && !g.Expired) {
 		want = ""
 	}
