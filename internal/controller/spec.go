@@ -29,22 +29,14 @@ type installation struct {
 // by every instance that sees the same groups.
 func blockedBy(g *v1alpha1.LeaderGroup, lease types.NamespacedName, inst installation, sameLease []v1alpha1.LeaderGroup) blocked {
 	source := g.Spec.Candidates.Source
-	if lease.Namespace != g.Namespace {
-		switch {
-		case source != v1alpha1.SourceExternal:
-			return blocked{v1alpha1.ReasonLeaseNamespaceNotAllowed, fmt.Sprintf(
-				"spec.lease.namespace %q: only External groups may use a Lease in another namespace", lease.Namespace)}
-		case lease.Namespace == election.NodeLeaseNamespace || !slices.Contains(inst.externalNamespaces, lease.Namespace):
-			return blocked{v1alpha1.ReasonLeaseNamespaceNotAllowed, fmt.Sprintf(
-				"spec.lease.namespace %q is not among the namespaces this installation may observe (%s)",
-				lease.Namespace, orNone(inst.externalNamespaces))}
-		}
+	if why := namespaceRefused(g, lease, inst); why != "" {
+		return blocked{v1alpha1.ReasonLeaseNamespaceNotAllowed, why}
 	}
 	if why := reservedFor(lease, inst.lock); why != "" {
 		return blocked{v1alpha1.ReasonLeaseReserved, fmt.Sprintf(
 			"Lease %s is reserved: it is %s; name another Lease in spec.lease", lease, why)}
 	}
-	if winner := conflictWinner(sameLease); winner != nil && (winner.Namespace != g.Namespace || winner.Name != g.Name) {
+	if winner := conflictWinner(sameLease, lease, inst); winner != nil && (winner.Namespace != g.Namespace || winner.Name != g.Name) {
 		return blocked{v1alpha1.ReasonConflict, fmt.Sprintf(
 			"Lease %s is already used by LeaderGroup %s/%s, which is older", lease, winner.Namespace, winner.Name)}
 	}
@@ -64,6 +56,22 @@ func blockedBy(g *v1alpha1.LeaderGroup, lease types.NamespacedName, inst install
 	return blocked{}
 }
 
+// namespaceRefused says why g may not use a Lease in lease's namespace, "" when it may:
+// only External groups may name another namespace, and only one this installation
+// observes.
+func namespaceRefused(g *v1alpha1.LeaderGroup, lease types.NamespacedName, inst installation) string {
+	switch {
+	case lease.Namespace == g.Namespace:
+		return ""
+	case g.Spec.Candidates.Source != v1alpha1.SourceExternal:
+		return fmt.Sprintf("spec.lease.namespace %q: only External groups may use a Lease in another namespace", lease.Namespace)
+	case lease.Namespace == election.NodeLeaseNamespace || !slices.Contains(inst.externalNamespaces, lease.Namespace):
+		return fmt.Sprintf("spec.lease.namespace %q is not among the namespaces this installation may observe (%s)",
+			lease.Namespace, orNone(inst.externalNamespaces))
+	}
+	return ""
+}
+
 // reservedFor says what of the manager's own a Lease is, "" when nothing: its lock
 // decides which instance writes status and its presence Leases (lock-<id>) who
 // competes, so no group may elect on them, whatever its source.
@@ -80,12 +88,13 @@ func reservedFor(lease, lock types.NamespacedName) string {
 }
 
 // conflictWinner is the group that may use a Lease several groups name: the oldest,
-// ties broken by namespace/name.
-func conflictWinner(groups []v1alpha1.LeaderGroup) *v1alpha1.LeaderGroup {
+// ties broken by namespace/name, of those not being deleted and not refused the
+// Lease's namespace (they never run an elector on it).
+func conflictWinner(groups []v1alpha1.LeaderGroup, lease types.NamespacedName, inst installation) *v1alpha1.LeaderGroup {
 	var winner *v1alpha1.LeaderGroup
 	for i := range groups {
 		g := &groups[i]
-		if !g.DeletionTimestamp.IsZero() {
+		if !g.DeletionTimestamp.IsZero() || namespaceRefused(g, lease, inst) != "" {
 			continue
 		}
 		if winner == nil || older(g, winner) {

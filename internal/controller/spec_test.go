@@ -47,3 +47,26 @@ func TestBlockedByRefusesTheManagersOwnLeases(t *testing.T) {
 		})
 	}
 }
+
+// A group that may not use a Lease in another namespace never runs an elector on
+// it, so it does not win the Lease from a group that may, however old it is.
+func TestBlockedByIgnoresGroupsRefusedTheLeasesNamespace(t *testing.T) {
+	lease := types.NamespacedName{Namespace: "other", Name: "shared"}
+	group := func(name string, source v1alpha1.CandidateSource, created int64) v1alpha1.LeaderGroup {
+		g := v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: name, CreationTimestamp: metav1.Unix(created, 0)}}
+		g.Spec.Candidates.Source = source
+		g.Spec.Lease = &v1alpha1.LeaseReference{Name: lease.Name, Namespace: lease.Namespace}
+		g.Spec.LeaseDuration, g.Spec.RenewDeadline, g.Spec.RetryPeriod = metav1.Duration{Duration: 15e9}, metav1.Duration{Duration: 10e9}, metav1.Duration{Duration: 2e9}
+		return g
+	}
+	manager := group("manager-elsewhere", v1alpha1.SourceManager, 100) // older, but refused
+	external := group("external-elsewhere", v1alpha1.SourceExternal, 101)
+	inst := installation{lock: types.NamespacedName{Namespace: "system", Name: "election-manager"}, externalNamespaces: []string{"other"}}
+	same := []v1alpha1.LeaderGroup{manager, external}
+	if got := blockedBy(&external, lease, inst, same); got.reason != "" {
+		t.Errorf("the External group is blocked: %s (%s)", got.reason, got.message)
+	}
+	if got := blockedBy(&manager, lease, inst, same); got.reason != v1alpha1.ReasonLeaseNamespaceNotAllowed {
+		t.Errorf("the Manager group: %q, want %s", got.reason, v1alpha1.ReasonLeaseNamespaceNotAllowed)
+	}
+}
