@@ -111,13 +111,13 @@ CLUSTER_PACKAGES := containerd runc containernetworking-plugins iptables conntra
 
 .PHONY: cluster
 cluster: cluster-deps controlplane node-binaries $(HELM) ## Run a one-node cluster with the chart installed; prints the KUBECONFIG line; Ctrl-C tears it down.
-	go build -o $(LOCALBIN)/cluster ./hack/cluster
-	$(LOCALBIN)/cluster --dir $(CLUSTER_DIR) --bin $(KUBEBUILDER_ASSETS) --helm $(HELM) up
+	go build -o $(LOCALBIN)/node-cluster ./hack/cluster
+	$(LOCALBIN)/node-cluster --dir $(CLUSTER_DIR) --bin $(KUBEBUILDER_ASSETS) --helm $(HELM) up
 
 .PHONY: cluster-down
 cluster-down: ## Remove a cluster that make cluster or make test-cluster left behind.
-	go build -o $(LOCALBIN)/cluster ./hack/cluster
-	$(LOCALBIN)/cluster --dir $(CLUSTER_DIR) --bin $(KUBEBUILDER_ASSETS) down
+	go build -o $(LOCALBIN)/node-cluster ./hack/cluster
+	$(LOCALBIN)/node-cluster --dir $(CLUSTER_DIR) --bin $(KUBEBUILDER_ASSETS) down
 
 .PHONY: test-cluster
 test-cluster: cluster-deps controlplane node-binaries $(HELM) ## Run the end-to-end tests on a one-node cluster of their own, with kubectl and helm.
