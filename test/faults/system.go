@@ -1,0 +1,618 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/cmd/manager/app"
+	"github.com/election-manager/election-manager/internal/testutil"
+)
+
+// The system under test: three managers and three electors, each talking to the
+// API server through a fault proxy of its own; Manager groups at short timings and
+// one at the defaults, a Pods group over three pods, an External group the electors
+// contest.
+const (
+	namespace = "faults"
+	lockName  = "election-manager"
+	// Pods whose readiness the suite sets, as a kubelet would.
+	podCount = 3
+)
+
+// lockTimings are the managers' own lock's: the status writer changes within them.
+var lockTimings = Timings{4 * time.Second, 2 * time.Second, 500 * time.Millisecond}
+
+var (
+	fast    = Timings{4 * time.Second, 2 * time.Second, 500 * time.Millisecond}
+	mid     = Timings{6 * time.Second, 3 * time.Second, time.Second}
+	shorter = Timings{3 * time.Second, 2 * time.Second, 500 * time.Millisecond}
+	longer  = Timings{10 * time.Second, 5 * time.Second, 2 * time.Second}
+	slow    = Timings{15 * time.Second, 10 * time.Second, 2 * time.Second} // the defaults
+)
+
+// groupSpecs are the groups under test; "mid" is the one whose timings change.
+var groupSpecs = []struct {
+	name    string
+	source  Source
+	timings Timings
+}{
+	{"fast-a", Manager, fast},
+	{"fast-b", Manager, fast},
+	{"mid", Manager, mid},
+	{"slow", Manager, slow},
+	{"web", Pods, fast},
+	{"ext", External, mid},
+}
+
+// Binaries are the programs under test.
+type Binaries struct{ Manager, Elector, Child string }
+
+// BuildBinaries builds the manager, the elector and the elector's test child into dir.
+func BuildBinaries(dir string) (Binaries, error) {
+	var b Binaries
+	var err error
+	if b.Manager, err = testutil.BuildBinary(dir, "cmd/manager"); err != nil {
+		return b, err
+	}
+	if b.Elector, err = testutil.BuildBinary(dir, "cmd/elector"); err != nil {
+		return b, err
+	}
+	b.Child, err = testutil.BuildBinary(dir, "test/e2e/testdata/elector-child")
+	return b, err
+}
+
+// System is the running system and what the suite records of it.
+type System struct {
+	logf func(format string, args ...any)
+	cp   *testutil.ControlPlane
+	cs   kubernetes.Interface
+	k8s  client.WithWatch
+	bins Binaries
+	dir  string
+	// offset converts the children's CLOCK_MONOTONIC to wall-clock time.
+	offset int64
+
+	managers, electors []*slot
+
+	mu       sync.Mutex
+	groups   map[string]*Group
+	procs    []*proc
+	freezes  []Freeze
+	faults   []Fault
+	problems []Violation
+	watch    *watches
+	children *children
+	claimed  map[string]bool
+	ready    map[string]bool // pods the suite set Ready
+	baseline leakBaseline
+	// intruders counts the foreign holders hijack made up.
+	intruders int
+}
+
+// slot is one manager or elector position: a process at a time, restarted with a
+// new identity, behind one fault proxy for its whole life.
+type slot struct {
+	kind       string // "manager" or "elector"
+	index, gen int
+	proxy      *testutil.FaultProxy
+	kubeconfig string
+	metrics    int // the manager's metrics port
+	cur        *proc
+}
+
+// proc is one process the suite started.
+type proc struct {
+	id       string
+	cmd      *exec.Cmd
+	log      string
+	done     chan struct{}
+	signaled bool      // the suite stopped it on purpose
+	diedAt   time.Time // when the suite saw it gone
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Start starts the control plane and the whole system, and waits until every group
+// has a leader.
+func Start(ctx context.Context, dir string, bins Binaries, logf func(string, ...any)) (*System, error) {
+	s := &System{logf: logf, bins: bins, dir: dir, groups: map[string]*Group{}, claimed: map[string]bool{}, ready: map[string]bool{}}
+	var err error
+	if s.cp, err = testutil.StartControlPlane(); err != nil {
+		return nil, err
+	}
+	if s.cs, err = kubernetes.NewForConfig(s.cp.Config); err != nil {
+		return s, err
+	}
+	scheme, err := app.NewScheme()
+	if err != nil {
+		return s, err
+	}
+	if s.k8s, err = client.NewWithWatch(s.cp.Config, client.Options{Scheme: scheme}); err != nil {
+		return s, err
+	}
+	if _, err := s.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
+		return s, err
+	}
+	if s.children, err = newChildren(dir); err != nil {
+		return s, err
+	}
+	s.offset = time.Now().UnixNano() - monoNow()
+	for _, spec := range groupSpecs {
+		g := &Group{Name: spec.name, Lease: namespace + "/" + spec.name, Source: spec.source, Timings: []Timings{spec.timings}}
+		s.groups[spec.name] = g
+		if err := s.createGroup(ctx, spec.name, spec.source, spec.timings); err != nil {
+			return s, err
+		}
+	}
+	for i := range podCount {
+		if err := s.createPod(ctx, fmt.Sprintf("web-%d", i)); err != nil {
+			return s, err
+		}
+	}
+	if s.watch, err = startWatches(ctx, s); err != nil {
+		return s, err
+	}
+	for i := range 3 {
+		m, err := s.newSlot("manager", i)
+		if err != nil {
+			return s, err
+		}
+		s.managers = append(s.managers, m)
+		e, err := s.newSlot("elector", i)
+		if err != nil {
+			return s, err
+		}
+		s.electors = append(s.electors, e)
+	}
+	for _, sl := range append(append([]*slot{}, s.managers...), s.electors...) {
+		if err := s.startSlot(ctx, sl); err != nil {
+			return s, err
+		}
+	}
+	if err := s.Settle(ctx, 2*time.Minute); err != nil {
+		return s, fmt.Errorf("the system never settled: %w", err)
+	}
+	return s, nil
+}
+
+func (s *System) createGroup(ctx context.Context, name string, source Source, t Timings) error {
+	g := &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace}}
+	g.Spec.LeaseDuration = metav1.Duration{Duration: t.LeaseDuration}
+	g.Spec.RenewDeadline = metav1.Duration{Duration: t.RenewDeadline}
+	g.Spec.RetryPeriod = metav1.Duration{Duration: t.RetryPeriod}
+	g.Spec.HistoryLimit = 100
+	g.Spec.Candidates.Source = v1alpha1.CandidateSource(source)
+	if source == Pods {
+		g.Spec.Candidates.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+	}
+	return s.k8s.Create(ctx, g)
+}
+
+func (s *System) createPod(ctx context.Context, name string) error {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{"app": "web"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "web:1"}}},
+	}
+	if _, err := s.cs.CoreV1().Pods(namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	return s.setReady(ctx, name, true)
+}
+
+// setReady sets a pod's Ready condition through the status subresource, as a
+// kubelet would, retrying through control-plane faults.
+func (s *System) setReady(ctx context.Context, name string, ready bool) error {
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	err := s.retry(ctx, func(ctx context.Context) error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			p, err := s.cs.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			p.Status.Phase = corev1.PodRunning
+			p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: status, LastTransitionTime: metav1.Now()}}
+			_, err = s.cs.CoreV1().Pods(namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+			return err
+		})
+	})
+	if err == nil {
+		s.mu.Lock()
+		s.ready[name] = ready
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// retry runs op, each try given 5s, until it succeeds or a minute passed: the API
+// server may be down for a control-plane fault.
+func (s *System) retry(ctx context.Context, op func(context.Context) error) error {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		last = op(octx)
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w (last: %v)", err, last)
+	}
+	return nil
+}
+
+// editGroup applies edit to the group's spec, retrying conflicts and outages.
+func (s *System) editGroup(ctx context.Context, name string, edit func(*v1alpha1.LeaderGroup)) error {
+	return s.retry(ctx, func(ctx context.Context) error {
+		g := &v1alpha1.LeaderGroup{}
+		if err := s.k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, g); err != nil {
+			return err
+		}
+		edit(g)
+		return s.k8s.Update(ctx, g)
+	})
+}
+
+func (s *System) newSlot(kind string, i int) (*slot, error) {
+	sl := &slot{kind: kind, index: i}
+	u, err := url.Parse(s.cp.Config.Host)
+	if err != nil {
+		return nil, err
+	}
+	if sl.proxy, err = testutil.StartFaultProxy(u.Host); err != nil {
+		return nil, err
+	}
+	cfg, err := clientcmd.LoadFromFile(s.cp.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cfg.Clusters {
+		c.Server = "https://" + sl.proxy.Addr()
+		c.TLSServerName = u.Hostname()
+	}
+	sl.kubeconfig = filepath.Join(s.dir, fmt.Sprintf("%s-%d.kubeconfig", kind, i))
+	if err := clientcmd.WriteToFile(*cfg, sl.kubeconfig); err != nil {
+		return nil, err
+	}
+	if kind == "manager" {
+		sl.metrics, err = freePort()
+	}
+	return sl, err
+}
+
+// startSlot starts the slot's next process, with a new identity. A control plane
+// that is down delays it (a manager cannot start without the API server).
+func (s *System) startSlot(ctx context.Context, sl *slot) error {
+	if err := s.cp.Ready(ctx, 2*time.Minute); err != nil {
+		return fmt.Errorf("the API server is not ready to start %s %d: %w", sl.kind, sl.index, err)
+	}
+	sl.gen++
+	id := fmt.Sprintf("%c%d-%d", sl.kind[0], sl.index, sl.gen)
+	var bin string
+	var args []string
+	switch sl.kind {
+	case "manager":
+		bin = s.bins.Manager
+		args = []string{"--kubeconfig", sl.kubeconfig, "--id", id, "--zap-time-encoding=rfc3339nano",
+			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", sl.metrics), "--metrics-secure=false",
+			"--health-probe-bind-address=0", "--pods-source", "--namespaces", namespace,
+			"--lock-namespace", namespace, "--lock-name", lockName,
+			"--lock-lease-duration", lockTimings.LeaseDuration.String(), "--lock-renew-deadline", lockTimings.RenewDeadline.String(),
+			"--lock-retry-period", lockTimings.RetryPeriod.String()}
+	default:
+		bin = s.bins.Elector
+		args = []string{"--kubeconfig", sl.kubeconfig, "--id", id, "--namespace", namespace, "--zap-time-encoding=rfc3339nano",
+			"--group", "ext", "--", s.bins.Child, "-log", s.children.log, "-watch", s.children.sock}
+	}
+	p, err := s.startProc(id, bin, args)
+	if err != nil {
+		return err
+	}
+	sl.cur = p
+	ready := `"msg":"Starting manager"`
+	if sl.kind == "elector" {
+		ready = `"msg":"Joining the election"`
+	}
+	return wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		b, _ := os.ReadFile(p.log)
+		if p.exited() {
+			return false, fmt.Errorf("%s exited on start-up:\n%s", id, tail(b, 2000))
+		}
+		return strings.Contains(string(b), ready), nil
+	})
+}
+
+func (s *System) startProc(id, bin string, args []string) (*proc, error) {
+	p := &proc{id: id, log: filepath.Join(s.dir, id+".log"), done: make(chan struct{})}
+	f, err := os.Create(p.log)
+	if err != nil {
+		return nil, err
+	}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	// Its own process group, and dead with the suite if the suite dies.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	s.mu.Lock()
+	s.procs = append(s.procs, p)
+	s.mu.Unlock()
+	go func() {
+		_ = p.cmd.Wait()
+		_ = f.Close()
+		s.mu.Lock()
+		p.diedAt = time.Now()
+		if !p.signaled {
+			s.problems = append(s.problems, Violation{Check: "process", At: p.diedAt, Detail: fmt.Sprintf("%s exited by itself: %v", p.id, p.cmd.ProcessState)})
+		}
+		s.mu.Unlock()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// kill SIGKILLs the slot's process and waits until it is gone.
+func (s *System) kill(sl *slot) error {
+	p := sl.cur
+	s.mu.Lock()
+	p.signaled = true
+	s.mu.Unlock()
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	if err := p.cmd.Process.Kill(); err != nil {
+		return err
+	}
+	<-p.done
+	sl.cur = nil
+	return nil
+}
+
+// terminate SIGTERMs the slot's process and waits for it to exit, SIGKILLing it
+// after a minute.
+func (s *System) terminate(sl *slot) error {
+	p := sl.cur
+	s.mu.Lock()
+	p.signaled = true
+	s.mu.Unlock()
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case <-p.done:
+		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+			s.problem("process", fmt.Sprintf("%s exited with %d after SIGTERM", p.id, code))
+		}
+	case <-time.After(time.Minute):
+		s.problem("process", fmt.Sprintf("%s still ran a minute after SIGTERM", p.id))
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	sl.cur = nil
+	return nil
+}
+
+func (s *System) problem(check, detail string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.problems = append(s.problems, Violation{Check: check, At: time.Now(), Detail: detail})
+}
+
+// freeze SIGSTOPs the slot's process; thaw SIGCONTs it and records the freeze.
+func (s *System) freeze(sl *slot) (time.Time, error) {
+	at := time.Now()
+	return at, sl.cur.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+func (s *System) thaw(sl *slot, from time.Time) error {
+	err := sl.cur.cmd.Process.Signal(syscall.SIGCONT)
+	s.mu.Lock()
+	s.freezes = append(s.freezes, Freeze{Party: sl.cur.id, From: from, To: time.Now()})
+	s.mu.Unlock()
+	return err
+}
+
+// Settle waits until every group has a leader: a live party holds its Lease within
+// its duration, or for the Pods group a pod carries the label.
+func (s *System) Settle(ctx context.Context, timeout time.Duration) error {
+	var missing []string
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		missing = missing[:0]
+		live := s.liveIDs()
+		for _, spec := range groupSpecs {
+			if spec.source == Pods {
+				if len(s.watch.labelled(spec.name)) != 1 {
+					missing = append(missing, spec.name)
+				}
+				continue
+			}
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			l, err := s.cs.CoordinationV1().Leases(namespace).Get(lctx, spec.name, metav1.GetOptions{})
+			cancel()
+			if err != nil || !live[ptr.Deref(l.Spec.HolderIdentity, "")] || l.Spec.RenewTime == nil ||
+				time.Since(l.Spec.RenewTime.Time) > time.Duration(ptr.Deref(l.Spec.LeaseDurationSeconds, 0))*time.Second {
+				missing = append(missing, spec.name)
+			}
+		}
+		return len(missing) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("no leader in %v after %s", missing, timeout)
+	}
+	return nil
+}
+
+// liveIDs are the identities of the processes running now.
+func (s *System) liveIDs() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]bool{}
+	for _, p := range s.procs {
+		if !p.exited() {
+			out[p.id] = true
+		}
+	}
+	return out
+}
+
+// writer is the manager slot whose process holds the manager lock, nil if none does.
+func (s *System) writer(ctx context.Context) *slot {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	l, err := s.cs.CoordinationV1().Leases(namespace).Get(lctx, lockName, metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	for _, m := range s.managers {
+		if m.cur != nil && m.cur.id == ptr.Deref(l.Spec.HolderIdentity, "") {
+			return m
+		}
+	}
+	return nil
+}
+
+// holderOf is the holder of a group's Lease now, "" if none or unknown.
+func (s *System) holderOf(ctx context.Context, group string) string {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	l, err := s.cs.CoordinationV1().Leases(namespace).Get(lctx, group, metav1.GetOptions{})
+	if err != nil {
+		return ""
+	}
+	return ptr.Deref(l.Spec.HolderIdentity, "")
+}
+
+// Stop stops every process (SIGTERM, so that each logs the end of its terms), then
+// the control plane.
+func (s *System) Stop() {
+	for _, sl := range append(append([]*slot{}, s.managers...), s.electors...) {
+		if sl.cur != nil && !sl.cur.exited() {
+			_ = s.terminate(sl)
+		}
+	}
+	s.mu.Lock()
+	procs := append([]*proc(nil), s.procs...)
+	s.mu.Unlock()
+	for _, p := range procs {
+		if !p.exited() {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	for _, sl := range append(append([]*slot{}, s.managers...), s.electors...) {
+		sl.proxy.Close()
+	}
+	if s.watch != nil {
+		s.watch.stop()
+	}
+	if s.children != nil {
+		s.children.close()
+	}
+	if s.cp != nil {
+		_ = s.cp.Stop()
+	}
+}
+
+// Records gathers what every party recorded, once the processes are stopped.
+func (s *System) Records(slack time.Duration) Records {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := Records{End: time.Now(), Slack: slack, Freezes: s.freezes, Faults: s.faults, Problems: append([]Violation(nil), s.problems...)}
+	leases := map[string]string{}
+	for _, spec := range groupSpecs {
+		g := *s.groups[spec.name]
+		g.Recovery = recoveryBound(g)
+		r.Groups = append(r.Groups, g)
+		leases[g.Lease] = g.Name
+	}
+	for _, p := range s.procs {
+		b, err := os.ReadFile(p.log)
+		if err != nil {
+			r.Problems = append(r.Problems, Violation{Check: "records", At: r.End, Detail: err.Error()})
+			continue
+		}
+		r.Intervals = append(r.Intervals, ParseIntervals(p.id, b, leases, p.diedAt)...)
+		for _, line := range FindPanics(b) {
+			r.Problems = append(r.Problems, Violation{Check: "panic", At: p.diedAt, Detail: p.id + ": " + line})
+		}
+	}
+	r.Runs = s.children.runs(s.offset)
+	r.Leases, r.Statuses, r.Labels = s.watch.records()
+	return r
+}
+
+// recordFault adds a fault to the records.
+func (s *System) recordFault(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, f)
+}
+
+// addTimings records that a group now runs with t too.
+func (s *System) addTimings(group string, t Timings) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[group]
+	for _, have := range g.Timings {
+		if have == t {
+			return
+		}
+	}
+	g.Timings = append(g.Timings, t)
+}
+
+// recoveryBound is how long a group may go without a leader after the faults end:
+// a leaseDuration for the record to expire, then a renewDeadline and two retry
+// periods for a candidate (woken by its informer, backed off at most a retry
+// period) to acquire; for a Pods group the status writer changes first, within the
+// manager lock's own bound.
+func recoveryBound(g Group) time.Duration {
+	var d time.Duration
+	for _, t := range g.Timings {
+		d = max(d, t.LeaseDuration+t.RenewDeadline+2*t.RetryPeriod)
+	}
+	if g.Source == Pods {
+		d += lockTimings.LeaseDuration + lockTimings.RenewDeadline + 2*lockTimings.RetryPeriod
+	}
+	return d
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// isGone: a write failed because the object is not there.
+func isGone(err error) bool { return apierrors.IsNotFound(err) || errors.Is(err, context.Canceled) }
