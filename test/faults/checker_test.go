@@ -23,7 +23,7 @@ func clean() Records {
 		Groups: []Group{g},
 		Intervals: []Interval{
 			{Group: "fast-a", Party: "m1", Epoch: 1, Start: at(0), End: at(1000), Open: true},
-			{Group: "fast-a", Party: "m2", Epoch: 2, Start: at(5000), End: at(9000)},
+			{Group: "fast-a", Party: "m2", Epoch: 2, Start: at(5000), End: at(10500)}, // stopped after the end
 		},
 		Leases: []LeaseVersion{
 			{Group: "fast-a", At: at(1), Holder: "m1", Epoch: 1, RenewTime: at(0), StartReason: "Elected", EndReason: "Unknown"},

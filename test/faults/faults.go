@@ -192,6 +192,7 @@ func (f *controlPlane) inject(_ context.Context, s *System) error {
 
 // heal ends when the API server answers again.
 func (f *controlPlane) heal(ctx context.Context, s *System) error {
+	defer s.release("control-plane")
 	var err error
 	if f.kill {
 		err = s.cp.Restart(f.comp)
@@ -201,7 +202,6 @@ func (f *controlPlane) heal(ctx context.Context, s *System) error {
 	if err != nil {
 		return err
 	}
-	defer s.release("control-plane")
 	return s.cp.Ready(ctx, 2*time.Minute)
 }
 

@@ -24,7 +24,7 @@ const shortSteps = 10
 
 // TestFaults runs a schedule of faults against the live system and checks what
 // every party recorded. FAULTS=N runs N faults from SEED (default: a random seed,
-// printed); without FAULTS it is the short version make test runs: ten faults from
+// printed), KINDS=a,b only those kinds; without FAULTS it is the short version make test runs: ten faults from
 // seed 1, then ten from a random seed.
 func TestFaults(t *testing.T) {
 	logf.SetLogger(logr.Discard())
@@ -86,8 +86,9 @@ func TestFaults(t *testing.T) {
 
 	records := sys.Records(slack)
 	res := Check(records)
-	t.Logf("records: %d leading intervals, %d children, %d Lease versions, %d status versions, %d label changes, %d freezes",
-		len(records.Intervals), len(records.Runs), len(records.Leases), len(records.Statuses), len(records.Labels), len(records.Freezes))
+	t.Logf("records: %d leading intervals, %d children, %d Lease versions, %d status versions, %d label changes, %d freezes; %d bursts of faults; the watches relisted %d times",
+		len(records.Intervals), len(records.Runs), len(records.Leases), len(records.Statuses), len(records.Labels), len(records.Freezes),
+		len(res.Recoveries), sys.watch.gaps)
 	t.Logf("seeds %s\n%s", seeds, Format(Table(records, res), len(res.Violations)))
 	for i, v := range res.Violations {
 		if i == 50 {
@@ -120,6 +121,13 @@ func planFromEnv() ([]Step, string, error) {
 	count, err := strconv.Atoi(n)
 	if err != nil || count < 1 {
 		return nil, "", fmt.Errorf("FAULTS=%q: want a positive number", n)
+	}
+	if kinds := os.Getenv("KINDS"); kinds != "" {
+		only := Only(kinds)
+		if len(only) == 0 {
+			return nil, "", fmt.Errorf("KINDS=%q names no fault kind", kinds)
+		}
+		return PlanOf(seed, count, only), fmt.Sprintf("%d of %s (replay: SEED=%d FAULTS=%d KINDS=%s)", seed, kinds, seed, count, kinds), nil
 	}
 	return Plan(seed, count), fmt.Sprintf("%d (replay: SEED=%d FAULTS=%d)", seed, seed, count), nil
 }

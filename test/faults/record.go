@@ -153,7 +153,8 @@ type Records struct {
 	Faults    []Fault
 	// Problems found while running: panics in a process's output, leaks.
 	Problems []Violation
-	// End is when recording stopped.
+	// End is when the run ended: the processes began to stop (what they did after
+	// is checked for safety, but gaps in leadership after it are no fault's).
 	End time.Time
 	// Slack is added to every bound: a loaded machine schedules late.
 	Slack time.Duration

@@ -44,7 +44,7 @@ func Table(r Records, res Result) []Row {
 			if f.Start.Before(w.from) {
 				w.from = f.Start
 			}
-			if k := row(f.Kind); rec.Took > k.Slowest {
+			if k := row(f.Kind); rec.Took > k.Slowest || k.Bound == 0 {
 				k.Slowest, k.Bound = rec.Took, rec.Bound
 			}
 		}

@@ -26,14 +26,14 @@ func (s *System) Run(ctx context.Context, steps []Step, settle time.Duration) (s
 		f := newFault(st)
 		var target string
 		claimed := false
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(claimFor)
 		for !claimed && time.Now().Before(deadline) && ctx.Err() == nil {
 			if target, claimed = f.claim(ctx, s); !claimed {
 				sleep(ctx, 100*time.Millisecond)
 			}
 		}
 		if !claimed {
-			s.logf("step %d: %s skipped: no free target for 30s", i, st.Kind)
+			s.logf("step %d: %s skipped: no free target for %s", i, st.Kind, claimFor)
 			skipped++
 			continue
 		}
@@ -57,6 +57,9 @@ func (s *System) Run(ctx context.Context, steps []Step, settle time.Duration) (s
 	wg.Wait()
 	return skipped
 }
+
+// claimFor is how long a step waits for a free target before it is skipped.
+const claimFor = 10 * time.Second
 
 func isControlPlane(kind string) bool {
 	switch kind {

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"math/rand"
+	"strings"
 	"time"
 )
 
@@ -15,6 +16,17 @@ type Step struct {
 	Pick     int
 	Settle   bool
 	Gap      time.Duration
+}
+
+// Only returns the kinds named (comma-separated), for a run that tries a few.
+func Only(names string) []kindWeight {
+	var out []kindWeight
+	for _, k := range Kinds {
+		if strings.Contains(","+names+",", ","+k.kind+",") {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // kindWeight is how often each kind is drawn.
@@ -54,17 +66,20 @@ var Kinds = []kindWeight{
 }
 
 // Plan draws n steps from seed: the same seed gives the same plan.
-func Plan(seed int64, n int) []Step {
+func Plan(seed int64, n int) []Step { return PlanOf(seed, n, Kinds) }
+
+// PlanOf draws n steps of the given kinds only.
+func PlanOf(seed int64, n int, kinds []kindWeight) []Step {
 	rnd := rand.New(rand.NewSource(seed))
 	total := 0
-	for _, k := range Kinds {
+	for _, k := range kinds {
 		total += k.weight
 	}
 	steps := make([]Step, 0, n)
 	for range n {
 		w := rnd.Intn(total)
-		k := Kinds[0]
-		for _, c := range Kinds {
+		k := kinds[0]
+		for _, c := range kinds {
 			if w < c.weight {
 				k = c
 				break

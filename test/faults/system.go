@@ -106,6 +106,8 @@ type System struct {
 	claimed  map[string]bool
 	ready    map[string]bool // pods the suite set Ready
 	baseline leakBaseline
+	// stopping is when Stop began: the end of the run.
+	stopping time.Time
 	// intruders counts the foreign holders hijack made up.
 	intruders int
 }
@@ -515,6 +517,11 @@ func (s *System) holderOf(ctx context.Context, group string) string {
 // Stop stops every process (SIGTERM, so that each logs the end of its terms), then
 // the control plane.
 func (s *System) Stop() {
+	s.mu.Lock()
+	if s.stopping.IsZero() {
+		s.stopping = time.Now()
+	}
+	s.mu.Unlock()
 	for _, sl := range append(append([]*slot{}, s.managers...), s.electors...) {
 		if sl.cur != nil && !sl.cur.exited() {
 			_ = s.terminate(sl)
@@ -547,7 +554,7 @@ func (s *System) Stop() {
 func (s *System) Records(slack time.Duration) Records {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := Records{End: time.Now(), Slack: slack, Freezes: s.freezes, Faults: s.faults, Problems: append([]Violation(nil), s.problems...)}
+	r := Records{End: s.stopping, Slack: slack, Freezes: s.freezes, Faults: s.faults, Problems: append([]Violation(nil), s.problems...)}
 	leases := map[string]string{}
 	for _, spec := range groupSpecs {
 		g := *s.groups[spec.name]
