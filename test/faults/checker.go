@@ -32,6 +32,9 @@ type Recovery struct {
 type Result struct {
 	Violations []Violation
 	Recoveries []Recovery
+	// AfterThaw is, for each child whose elector was stopped past its deadline, how
+	// long the child lived on after the elector was continued.
+	AfterThaw []time.Duration
 }
 
 // Check runs every check over the records.
@@ -43,7 +46,8 @@ func Check(r Records) Result {
 	res.Violations = append(res.Violations, checkEpochs(acts)...)
 	res.Violations = append(res.Violations, checkLeaseEpochs(r)...)
 	res.Violations = append(res.Violations, checkRenewals(r, acts)...)
-	res.Violations = append(res.Violations, checkFrozenChildren(r)...)
+	frozen, afterThaw := checkFrozenChildren(r)
+	res.Violations, res.AfterThaw = append(res.Violations, frozen...), afterThaw
 	res.Violations = append(res.Violations, checkLabels(r)...)
 	res.Violations = append(res.Violations, checkStatus(r)...)
 	recoveries, late := checkRecovery(r, acts)
@@ -272,8 +276,7 @@ func checkRenewals(r Records, acts []act) []Violation {
 // checkFrozenChildren: a child whose elector was stopped past its deadline is dead
 // within a retryPeriod (the elector's loop wakes) and the grace period (at most
 // leaseDuration - renewDeadline) of the elector resuming.
-func checkFrozenChildren(r Records) []Violation {
-	var out []Violation
+func checkFrozenChildren(r Records) (out []Violation, afterThaw []time.Duration) {
 	for _, run := range r.Runs {
 		f, ok := r.frozenOverRun(run, orEnd(run.End, r.End))
 		if !ok {
@@ -285,13 +288,15 @@ func checkFrozenChildren(r Records) []Violation {
 			grace = max(grace, t.LeaseDuration-t.RenewDeadline)
 		}
 		limit := f.To.Add(g.maxRetryPeriod() + grace + r.Slack)
-		if end := orEnd(run.End, r.End); end.After(limit) {
+		end := orEnd(run.End, r.End)
+		afterThaw = append(afterThaw, end.Sub(f.To))
+		if end.After(limit) {
 			out = append(out, Violation{Check: "frozen elector's child", At: f.To,
 				Detail: fmt.Sprintf("group %s: the child (pid %d, epoch %d) of %s, stopped %s–%s, lived until %s, past %s", run.Group, run.Pid, run.Epoch,
 					run.Holder, f.From.Format("15:04:05.000"), f.To.Format("15:04:05.000"), end.Format("15:04:05.000"), limit.Format("15:04:05.000"))})
 		}
 	}
-	return out
+	return out, afterThaw
 }
 
 // checkLabels: the leader label is never on two pods of a group.

@@ -111,7 +111,7 @@ func (sl *slot) resource() string { return fmt.Sprintf("%s-%d", sl.kind, sl.inde
 func (s *System) freeSlots(slots []*slot) []*slot {
 	var out []*slot
 	for _, sl := range slots {
-		if sl.cur != nil && !sl.cur.exited() && !s.held(sl.resource()) {
+		if s.current(sl) != nil && !s.current(sl).exited() && !s.held(sl.resource()) {
 			out = append(out, sl)
 		}
 	}
@@ -128,14 +128,14 @@ func (s *System) pickSlot(ctx context.Context, slots []*slot, pick int) *slot {
 	if pick%2 == 0 {
 		leaders := map[string]bool{}
 		if w := s.writer(ctx); w != nil {
-			leaders[w.cur.id] = true
+			leaders[s.current(w).id] = true
 		}
 		for _, spec := range groupSpecs {
 			leaders[s.holderOf(ctx, spec.name)] = true
 		}
 		var leading []*slot
 		for _, sl := range free {
-			if leaders[sl.cur.id] {
+			if leaders[s.current(sl).id] {
 				leading = append(leading, sl)
 			}
 		}
@@ -162,7 +162,7 @@ func (f *cut) claim(ctx context.Context, s *System) (string, bool) {
 	if f.sl == nil {
 		return "", false
 	}
-	return f.sl.cur.id, true
+	return s.current(f.sl).id, true
 }
 
 func (f *cut) inject(context.Context, *System) error { f.sl.proxy.SetMode(f.mode); return nil }
@@ -225,7 +225,7 @@ func (f *signal) claim(ctx context.Context, s *System) (string, bool) {
 	if f.sl == nil {
 		return "", false
 	}
-	return f.sl.cur.id, true
+	return s.current(f.sl).id, true
 }
 
 func (f *signal) inject(_ context.Context, s *System) error {
@@ -268,7 +268,7 @@ func (f *rolling) inject(ctx context.Context, s *System) error {
 		if err := s.startSlot(ctx, m); err != nil {
 			return err
 		}
-		presence := controller.PresenceLeaseName(lockName, m.cur.id)
+		presence := controller.PresenceLeaseName(lockName, s.current(m).id)
 		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
@@ -276,7 +276,7 @@ func (f *rolling) inject(ctx context.Context, s *System) error {
 			return err == nil, nil
 		})
 		if err != nil {
-			return fmt.Errorf("%s never announced itself: %w", m.cur.id, err)
+			return fmt.Errorf("%s never announced itself: %w", s.current(m).id, err)
 		}
 	}
 	return nil
@@ -410,8 +410,8 @@ func (f *preferred) claim(_ context.Context, s *System) (string, bool) {
 	default:
 		var ids []string
 		for _, m := range s.managers {
-			if m.cur != nil {
-				ids = append(ids, m.cur.id)
+			if s.current(m) != nil {
+				ids = append(ids, s.current(m).id)
 			}
 		}
 		if len(ids) == 0 {
@@ -520,7 +520,7 @@ func (f *writerKill) claim(ctx context.Context, s *System) (string, bool) {
 		return "", false
 	}
 	f.sl = w
-	return w.cur.id + " switching from " + f.pod, true
+	return s.current(w).id + " switching from " + f.pod, true
 }
 
 func (f *writerKill) inject(ctx context.Context, s *System) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -89,6 +90,10 @@ func TestFaults(t *testing.T) {
 	t.Logf("records: %d leading intervals, %d children, %d Lease versions, %d status versions, %d label changes, %d freezes; %d bursts of faults; the watches relisted %d times",
 		len(records.Intervals), len(records.Runs), len(records.Leases), len(records.Statuses), len(records.Labels), len(records.Freezes),
 		len(res.Recoveries), sys.watch.gaps)
+	if n := len(res.AfterThaw); n > 0 {
+		t.Logf("%d children of electors stopped past their deadline lived on while it was stopped, and at most %s after SIGCONT",
+			n, slices.Max(res.AfterThaw).Round(time.Millisecond))
+	}
 	t.Logf("seeds %s\n%s", seeds, Format(Table(records, res), len(res.Violations)))
 	for i, v := range res.Violations {
 		if i == 50 {

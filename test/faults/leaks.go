@@ -60,7 +60,7 @@ func (s *System) Baseline(ctx context.Context) error {
 			return err == nil, nil
 		})
 		if err != nil {
-			return fmt.Errorf("metrics of %s: %w", m.cur.id, err)
+			return fmt.Errorf("metrics of %s: %w", s.current(m).id, err)
 		}
 		s.baseline.goroutines = max(s.baseline.goroutines, g)
 		s.baseline.heap = max(s.baseline.heap, h)
@@ -76,7 +76,7 @@ func (s *System) Baseline(ctx context.Context) error {
 func (s *System) CheckLeaks(ctx context.Context) {
 	maxG, maxH := s.baseline.goroutines*1.5+30, s.baseline.heap*2+16<<20
 	for _, m := range s.managers {
-		if m.cur == nil {
+		if s.current(m) == nil {
 			continue
 		}
 		var g, h float64
@@ -85,10 +85,10 @@ func (s *System) CheckLeaks(ctx context.Context) {
 			g, h, last = scrape(ctx, m.metrics)
 			return last == nil && g <= maxG && h <= maxH, nil
 		})
-		s.logf("%s at the end: %.0f goroutines, %.1f MiB heap in use", m.cur.id, g, h/(1<<20))
+		s.logf("%s at the end: %.0f goroutines, %.1f MiB heap in use", s.current(m).id, g, h/(1<<20))
 		if err != nil {
 			s.problem("leak", fmt.Sprintf("%s: %.0f goroutines (at most %.0f), %.1f MiB heap (at most %.1f MiB) a minute after the last fault (%v)",
-				m.cur.id, g, maxG, h/(1<<20), maxH/(1<<20), last))
+				s.current(m).id, g, maxG, h/(1<<20), maxH/(1<<20), last))
 		}
 	}
 }

@@ -2,7 +2,6 @@ package faults
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -112,6 +110,19 @@ type System struct {
 	intruders int
 }
 
+// current is the slot's process now, nil while it has none.
+func (s *System) current(sl *slot) *proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return sl.cur
+}
+
+func (s *System) setCurrent(sl *slot, p *proc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl.cur = p
+}
+
 // slot is one manager or elector position: a process at a time, restarted with a
 // new identity, behind one fault proxy for its whole life.
 type slot struct {
@@ -119,8 +130,8 @@ type slot struct {
 	index, gen int
 	proxy      *testutil.FaultProxy
 	kubeconfig string
-	metrics    int // the manager's metrics port
-	cur        *proc
+	metrics    int   // the manager's metrics port
+	cur        *proc // under System.mu: current, setCurrent
 }
 
 // proc is one process the suite started.
@@ -339,7 +350,7 @@ func (s *System) startSlot(ctx context.Context, sl *slot) error {
 	if err != nil {
 		return err
 	}
-	sl.cur = p
+	s.setCurrent(sl, p)
 	ready := `"msg":"Starting manager"`
 	if sl.kind == "elector" {
 		ready = `"msg":"Joining the election"`
@@ -386,7 +397,7 @@ func (s *System) startProc(id, bin string, args []string) (*proc, error) {
 
 // kill SIGKILLs the slot's process and waits until it is gone.
 func (s *System) kill(sl *slot) error {
-	p := sl.cur
+	p := s.current(sl)
 	s.mu.Lock()
 	p.signaled = true
 	s.mu.Unlock()
@@ -395,14 +406,14 @@ func (s *System) kill(sl *slot) error {
 		return err
 	}
 	<-p.done
-	sl.cur = nil
+	s.setCurrent(sl, nil)
 	return nil
 }
 
 // terminate SIGTERMs the slot's process and waits for it to exit, SIGKILLing it
 // after a minute.
 func (s *System) terminate(sl *slot) error {
-	p := sl.cur
+	p := s.current(sl)
 	s.mu.Lock()
 	p.signaled = true
 	s.mu.Unlock()
@@ -420,7 +431,7 @@ func (s *System) terminate(sl *slot) error {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
-	sl.cur = nil
+	s.setCurrent(sl, nil)
 	return nil
 }
 
@@ -433,13 +444,14 @@ func (s *System) problem(check, detail string) {
 // freeze SIGSTOPs the slot's process; thaw SIGCONTs it and records the freeze.
 func (s *System) freeze(sl *slot) (time.Time, error) {
 	at := time.Now()
-	return at, sl.cur.cmd.Process.Signal(syscall.SIGSTOP)
+	return at, s.current(sl).cmd.Process.Signal(syscall.SIGSTOP)
 }
 
 func (s *System) thaw(sl *slot, from time.Time) error {
-	err := sl.cur.cmd.Process.Signal(syscall.SIGCONT)
+	p := s.current(sl)
+	err := p.cmd.Process.Signal(syscall.SIGCONT)
 	s.mu.Lock()
-	s.freezes = append(s.freezes, Freeze{Party: sl.cur.id, From: from, To: time.Now()})
+	s.freezes = append(s.freezes, Freeze{Party: p.id, From: from, To: time.Now()})
 	s.mu.Unlock()
 	return err
 }
@@ -496,7 +508,7 @@ func (s *System) writer(ctx context.Context) *slot {
 		return nil
 	}
 	for _, m := range s.managers {
-		if m.cur != nil && m.cur.id == ptr.Deref(l.Spec.HolderIdentity, "") {
+		if s.current(m) != nil && s.current(m).id == ptr.Deref(l.Spec.HolderIdentity, "") {
 			return m
 		}
 	}
@@ -523,7 +535,7 @@ func (s *System) Stop() {
 	}
 	s.mu.Unlock()
 	for _, sl := range append(append([]*slot{}, s.managers...), s.electors...) {
-		if sl.cur != nil && !sl.cur.exited() {
+		if s.current(sl) != nil && !s.current(sl).exited() {
 			_ = s.terminate(sl)
 		}
 	}
@@ -620,6 +632,3 @@ func tail(b []byte, n int) string {
 	}
 	return string(b)
 }
-
-// isGone: a write failed because the object is not there.
-func isGone(err error) bool { return apierrors.IsNotFound(err) || errors.Is(err, context.Canceled) }
