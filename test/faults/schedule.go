@@ -19,8 +19,8 @@ type Step struct {
 }
 
 // Only returns the kinds named (comma-separated), for a run that tries a few.
-func Only(names string) []kindWeight {
-	var out []kindWeight
+func Only(names string) []Kind {
+	var out []Kind
 	for _, k := range Kinds {
 		if strings.Contains(","+names+",", ","+k.kind+",") {
 			out = append(out, k)
@@ -29,8 +29,8 @@ func Only(names string) []kindWeight {
 	return out
 }
 
-// kindWeight is how often each kind is drawn.
-type kindWeight struct {
+// Kind is a fault kind, how often the schedule draws it, and how long it lasts.
+type Kind struct {
 	kind   string
 	weight int
 	// min, max bound its duration.
@@ -40,7 +40,7 @@ type kindWeight struct {
 // Kinds is every fault kind the schedule draws from, with its weight and duration.
 // A manager or elector SIGSTOP lasts longer than every group's renewDeadline but
 // the default group's, so that its own deadline has passed when it resumes.
-var Kinds = []kindWeight{
+var Kinds = []Kind{
 	{"cut-refuse", 6, 2 * time.Second, 7 * time.Second},
 	{"cut-blackhole", 6, 2 * time.Second, 7 * time.Second},
 	{"cut-response-lost", 6, 2 * time.Second, 7 * time.Second},
@@ -69,7 +69,7 @@ var Kinds = []kindWeight{
 func Plan(seed int64, n int) []Step { return PlanOf(seed, n, Kinds) }
 
 // PlanOf draws n steps of the given kinds only.
-func PlanOf(seed int64, n int, kinds []kindWeight) []Step {
+func PlanOf(seed int64, n int, kinds []Kind) []Step {
 	rnd := rand.New(rand.NewSource(seed))
 	total := 0
 	for _, k := range kinds {
