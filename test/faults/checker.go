@@ -42,6 +42,7 @@ func Check(r Records) Result {
 	var res Result
 	acts := effectiveActs(r)
 	res.Violations = append(res.Violations, r.Problems...)
+	res.Violations = append(res.Violations, checkSeen(r, acts)...)
 	res.Violations = append(res.Violations, checkOverlap(acts)...)
 	res.Violations = append(res.Violations, checkEpochs(acts)...)
 	res.Violations = append(res.Violations, checkLeaseEpochs(r)...)
@@ -137,6 +138,31 @@ func orEnd(t, end time.Time) time.Time {
 		return end
 	}
 	return t
+}
+
+// checkSeen: the checker saw every group lead — a leading interval (or for a Pods
+// group a labelled pod) and a Lease version — and the External group's children;
+// records that show nothing would make every other check pass.
+func checkSeen(r Records, acts []act) []Violation {
+	var out []Violation
+	for _, g := range r.Groups {
+		led, versions, children := false, false, false
+		for _, a := range acts {
+			led = led || (a.group == g.Name && a.what == "leading")
+			children = children || (a.group == g.Name && a.what == "child")
+		}
+		for _, s := range r.Labels {
+			led = led || (g.Source == Pods && s.Group == g.Name && len(s.Pods) > 0)
+		}
+		for _, v := range r.Leases {
+			versions = versions || v.Group == g.Name
+		}
+		if !led || !versions || (g.Source == External && !children) {
+			out = append(out, Violation{Check: "records", At: r.End,
+				Detail: fmt.Sprintf("group %s: the records show no leader (%v), no Lease version (%v) or, for External, no child (%v): the checker cannot see it", g.Name, !led, !versions, !children)})
+		}
+	}
+	return out
 }
 
 // checkOverlap: no two terms of a group act at once — leading intervals and

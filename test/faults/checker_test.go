@@ -97,6 +97,9 @@ func TestCheckerFindsPlantedViolations(t *testing.T) {
 		{"a slow recovery", func(r *Records) {
 			r.Intervals[1].Start, r.Intervals[1].End, r.End = at(12000), at(20000), at(20000)
 		}, "had no leader"},
+		{"records that show nothing", func(r *Records) {
+			r.Intervals = nil
+		}, "cannot see it"},
 		{"a panic", func(r *Records) {
 			r.Problems = []Violation{{Check: "panic", At: at(3), Detail: "m1: panic: boom"}}
 		}, "boom"},
