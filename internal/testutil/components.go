@@ -50,6 +50,15 @@ func (c *ControlPlane) components() (map[Component]*component, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The executable as the kernel names it: with every symlink resolved.
+	want := map[string]Component{}
+	for _, comp := range []Component{Etcd, APIServer} {
+		path, err := filepath.EvalSymlinks(filepath.Join(assets, string(comp)))
+		if err != nil {
+			return nil, err
+		}
+		want[path] = comp
+	}
 	found := map[Component]*component{}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -57,14 +66,12 @@ func (c *ControlPlane) components() (map[Component]*component, error) {
 			continue
 		}
 		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-		for _, comp := range []Component{Etcd, APIServer} {
-			if exe == filepath.Join(assets, string(comp)) {
-				b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-				if err != nil {
-					return nil, err
-				}
-				found[comp] = &component{pid: pid, args: strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")}
+		if comp, ok := want[exe]; ok {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if err != nil {
+				return nil, err
 			}
+			found[comp] = &component{pid: pid, args: strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")}
 		}
 	}
 	if len(found) != 2 {
