@@ -14,7 +14,8 @@ type Row struct {
 	Kind       string
 	Count      int
 	Slowest    time.Duration
-	Bound      time.Duration // of the slowest
+	Group      string        // the group that took it
+	Bound      time.Duration // that group's bound in that burst
 	Violations int
 }
 
@@ -45,7 +46,7 @@ func Table(r Records, res Result) []Row {
 				w.from = f.Start
 			}
 			if k := row(f.Kind); rec.Took > k.Slowest || k.Bound == 0 {
-				k.Slowest, k.Bound = rec.Took, rec.Bound
+				k.Slowest, k.Group, k.Bound = rec.Took, rec.Slowest, rec.Bound
 			}
 		}
 		windows = append(windows, w)
@@ -76,11 +77,15 @@ func Table(r Records, res Result) []Row {
 // during a burst counts on the row of each kind in it).
 func Format(rows []Row, violations int) string {
 	var b strings.Builder
-	b.WriteString("| fault | count | slowest recovery | its bound | violations |\n")
+	b.WriteString("| fault | count | slowest recovery (group) | its bound | violations |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: |\n")
 	var total int
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %d |\n", r.Kind, r.Count, r.Slowest.Round(10*time.Millisecond), r.Bound.Round(time.Second), r.Violations)
+		slowest := r.Slowest.Round(10 * time.Millisecond).String()
+		if r.Slowest > 0 {
+			slowest += " (" + r.Group + ")"
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %d |\n", r.Kind, r.Count, slowest, r.Bound.Round(time.Second), r.Violations)
 		total += r.Count
 	}
 	fmt.Fprintf(&b, "| **all** | %d | | | %d |\n", total, violations)
