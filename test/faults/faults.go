@@ -108,7 +108,7 @@ func (sl *slot) resource() string { return fmt.Sprintf("%s-%d", sl.kind, sl.inde
 func (s *System) freeSlots(slots []*slot) []*slot {
 	var out []*slot
 	for _, sl := range slots {
-		if s.current(sl) != nil && !s.current(sl).exited() && !s.held(sl.resource()) {
+		if p := s.current(sl); p != nil && !p.exited() && !s.held(sl.resource()) {
 			out = append(out, sl)
 		}
 	}
@@ -124,15 +124,15 @@ func (s *System) pickSlot(ctx context.Context, slots []*slot, pick int) *slot {
 	}
 	if pick%2 == 0 {
 		leaders := map[string]bool{}
-		if w := s.writer(ctx); w != nil {
-			leaders[s.current(w).id] = true
+		if _, id := s.writer(ctx); id != "" {
+			leaders[id] = true
 		}
 		for _, spec := range groupSpecs {
 			leaders[s.holderOf(ctx, spec.name)] = true
 		}
 		var leading []*slot
 		for _, sl := range free {
-			if leaders[s.current(sl).id] {
+			if p := s.current(sl); p != nil && leaders[p.id] {
 				leading = append(leading, sl)
 			}
 		}

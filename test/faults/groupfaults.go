@@ -133,8 +133,8 @@ func (f *preferred) claim(_ context.Context, s *System) (string, bool) {
 	default:
 		var ids []string
 		for _, m := range s.managers {
-			if s.current(m) != nil {
-				ids = append(ids, s.current(m).id)
+			if p := s.current(m); p != nil {
+				ids = append(ids, p.id)
 			}
 		}
 		if len(ids) == 0 {
@@ -232,9 +232,13 @@ type writerKill struct {
 }
 
 func (f *writerKill) claim(ctx context.Context, s *System) (string, bool) {
-	w := s.writer(ctx)
+	w, id := s.writer(ctx)
 	labelled := s.watch.labelled("web")
 	if w == nil || len(labelled) != 1 || !s.reserve(w.resource()) {
+		return "", false
+	}
+	if p := s.current(w); p == nil || p.id != id {
+		s.release(w.resource()) // replaced since: no longer the writer
 		return "", false
 	}
 	f.pod = s.pickPod(0) // the labelled pod when it can
@@ -243,7 +247,7 @@ func (f *writerKill) claim(ctx context.Context, s *System) (string, bool) {
 		return "", false
 	}
 	f.sl = w
-	return s.current(w).id + " switching from " + f.pod, true
+	return id + " switching from " + f.pod, true
 }
 
 func (f *writerKill) inject(ctx context.Context, s *System) error {

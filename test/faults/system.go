@@ -289,20 +289,21 @@ func (s *System) liveIDs() map[string]bool {
 	return out
 }
 
-// writer is the manager slot whose process holds the manager lock, nil if none does.
-func (s *System) writer(ctx context.Context) *slot {
+// writer is the manager slot whose process holds the manager lock, and that
+// process's identity; nil if none does.
+func (s *System) writer(ctx context.Context) (*slot, string) {
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	l, err := s.cs.CoordinationV1().Leases(namespace).Get(lctx, lockName, metav1.GetOptions{})
 	if err != nil {
-		return nil
+		return nil, ""
 	}
 	for _, m := range s.managers {
-		if s.current(m) != nil && s.current(m).id == ptr.Deref(l.Spec.HolderIdentity, "") {
-			return m
+		if p := s.current(m); p != nil && p.id == ptr.Deref(l.Spec.HolderIdentity, "") {
+			return m, p.id
 		}
 	}
-	return nil
+	return nil, ""
 }
 
 // holderOf is the holder of a group's Lease now, "" if none or unknown.
