@@ -97,6 +97,14 @@ verify-chart: ## Fail when the chart's version or appVersion is not VERSION.
 test: verify verify-chart vet controlplane helm ## Run every test against a real kube-apiserver and etcd.
 	go test -race -count=1 -timeout 20m ./...
 
+# The fault suite's size and seed: make faults FAULTS=200 SEED=1234 (SEED empty: random).
+FAULTS ?= 200
+SEED ?=
+
+.PHONY: faults
+faults: controlplane ## Run FAULTS randomized faults (SEED to replay) against a live system; prints the table, fails on any violation.
+	FAULTS=$(FAULTS) SEED=$(SEED) go test -count=1 -timeout 3h -v -run '^TestFaults$$' ./test/faults
+
 .PHONY: bench
 bench: controlplane ## Run the benchmarks (print numbers, assert nothing).
 	go test ./internal/election -run '^$$' -bench . -benchtime 1x -timeout 30m

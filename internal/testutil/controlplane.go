@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -23,6 +24,9 @@ type ControlPlane struct {
 	Kubeconfig string
 	dir        string
 	gc         *exec.Cmd // kube-controller-manager, when started
+
+	compMu sync.Mutex
+	comps  map[Component]*component // found on first use (components.go)
 }
 
 // RepoRoot is the repository's top folder, found from this source file.
@@ -88,6 +92,7 @@ func (c *ControlPlane) Stop() error {
 		_ = c.gc.Process.Kill()
 		_ = c.gc.Wait()
 	}
+	c.stopRestarted()
 	if c.dir != "" {
 		_ = os.RemoveAll(c.dir)
 	}
