@@ -246,11 +246,17 @@ func (r *run) do(t *testing.T) *result {
 		}
 		wg.Wait()
 	}
-	led := r.poll(t, 5*time.Minute, "every group led", func() (time.Time, bool) { return r.obs.allLed(r.names) })
-	res.allLed = led.Sub(start)
+	if led, ok := r.poll(t, 5*time.Minute, "every group led", func() (time.Time, bool) { return r.obs.allLed(r.names) }); ok {
+		res.allLed = led.Sub(start)
+	} else {
+		res.incomplete = true
+	}
 	if r.ours() {
-		shown := r.poll(t, 5*time.Minute, "every group's status naming its holder", func() (time.Time, bool) { return r.obs.allShown(r.names) })
-		res.allShown = shown.Sub(start)
+		if shown, ok := r.poll(t, 2*time.Minute, "every group's status naming its holder", func() (time.Time, bool) { return r.obs.allShown(r.names) }); ok {
+			res.allShown = shown.Sub(start)
+		} else {
+			res.incomplete = true
+		}
 	}
 	t.Logf("%s: all %d groups led after %s", r.impl, r.groups, res.allLed.Round(time.Millisecond))
 
@@ -286,8 +292,9 @@ func (r *run) createGroups(ctx context.Context, t *testing.T) {
 	wg.Wait()
 }
 
-// poll waits until cond holds and returns the time it reports.
-func (r *run) poll(t *testing.T, timeout time.Duration, what string, cond func() (time.Time, bool)) time.Time {
+// poll waits until cond holds and returns the time it reports; false when it did
+// not hold within timeout. The benchmark asserts nothing: it records what it saw.
+func (r *run) poll(t *testing.T, timeout time.Duration, what string, cond func() (time.Time, bool)) (time.Time, bool) {
 	t.Helper()
 	var at time.Time
 	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
@@ -296,9 +303,10 @@ func (r *run) poll(t *testing.T, timeout time.Duration, what string, cond func()
 		return ok, nil
 	})
 	if err != nil {
-		t.Fatalf("%s %d: %s did not happen within %s", r.impl, r.groups, what, timeout)
+		t.Logf("%s %d: %s did not happen within %s", r.impl, r.groups, what, timeout)
+		return time.Time{}, false
 	}
-	return at
+	return at, true
 }
 
 // snapshot is what the steady window and the phases count from.
@@ -403,9 +411,15 @@ func (r *run) gracefulStop(ctx context.Context, t *testing.T, res *result) {
 	}
 	for _, name := range led {
 		left, next, _ := r.obs.handedOn(name, victim.id, stopAt)
+		if next.at.IsZero() {
+			res.incomplete = true
+			continue
+		}
 		res.released = append(res.released, next.at.Sub(left.at))
 		if shown, ok := r.obs.shownAt(name, next.holder, stopAt); ok {
 			res.shown = append(res.shown, shown.Sub(next.at))
+		} else if r.ours() {
+			res.incomplete = true
 		}
 	}
 	after := r.snap(ctx, t)
@@ -428,7 +442,11 @@ func (r *run) crash(t *testing.T, res *result) {
 		return time.Time{}, true
 	})
 	for _, name := range led {
-		_, next, _ := r.obs.handedOn(name, victim.id, killAt)
+		_, next, ok := r.obs.handedOn(name, victim.id, killAt)
+		if !ok {
+			res.incomplete = true
+			continue
+		}
 		res.crashed = append(res.crashed, next.at.Sub(r.obs.lastRenewal(name, victim.id)))
 	}
 }

@@ -22,6 +22,7 @@ type result struct {
 	allLed, allShown         time.Duration
 	released, shown, crashed []time.Duration
 	lost                     int
+	incomplete               bool // a phase timed out: its numbers leave out what never happened
 	requests                 counters // per group per minute, steady window
 	hasStatus                bool
 	statusPerMin             float64
@@ -47,6 +48,12 @@ func printTable(out io.Writer, c config, results []*result) {
 		fmt.Fprintln(w, strings.Join(cells, "\t")+"\t")
 	}
 	row("", func(r *result) string { return fmt.Sprintf("%s, %d groups", r.impl, r.groups) })
+	row("complete", func(r *result) string {
+		if r.incomplete {
+			return "NO (timed out)"
+		}
+		return "yes"
+	})
 	row("timings lease/renew/retry", func(r *result) string { return r.timings.String() })
 	row("all led after create, s", func(r *result) string { return secs(r.allLed) })
 	row("all shown in status, s", func(r *result) string { return ifStatus(r, secs(r.allShown)) })
