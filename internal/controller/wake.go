@@ -13,10 +13,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 // What wakes a group besides changes to the group itself: a new term on its Lease,
-// a manager instance coming or going, and this instance becoming the status writer.
+// its Lease or a candidate's presence Lease expiring (expiryWatch), a manager
+// instance coming or going, and this instance becoming the status writer.
 
 // startWaking is the controller's raw source: it keeps the queue to add to.
 func (r *LeaderGroupReconciler) startWaking(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
@@ -36,6 +38,10 @@ func (r *LeaderGroupReconciler) onLease(old, cur *coordinationv1.Lease) {
 	if r.presence.isPresence(l) {
 		if r.presence.observe(key, cur) {
 			r.EnqueueAll()
+		}
+		if leaserecord.Holder(cur) != "" {
+			// An instance that stops renewing leaves every group's candidates.
+			r.expiry.everyGroup(key, r.presence.fallback)
 		}
 		return
 	}
@@ -64,6 +70,20 @@ func (r *LeaderGroupReconciler) EnqueueAll() {
 	}()
 }
 
+// wake is the expiry watch's way in: it enqueues groups, or every group.
+func (r *LeaderGroupReconciler) wake(groups []types.NamespacedName, all bool) {
+	if all {
+		r.EnqueueAll()
+	}
+	q := r.queue.Load()
+	if q == nil {
+		return
+	}
+	for _, g := range groups {
+		(*q).Add(reconcile.Request{NamespacedName: g})
+	}
+}
+
 func (r *LeaderGroupReconciler) enqueue(groups []v1alpha1.LeaderGroup) {
 	q := r.queue.Load()
 	if q == nil {
@@ -85,21 +105,4 @@ func (s *syncedSource) WaitForSync(ctx context.Context) error {
 	return wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(context.Context) (bool, error) {
 		return s.synced(), nil
 	})
-}
-
-func until(now, t time.Time) time.Duration {
-	if t.IsZero() {
-		return 0
-	}
-	if d := t.Sub(now); d > 0 {
-		return d
-	}
-	return time.Millisecond
-}
-
-func earliest(a, b time.Time) time.Time {
-	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
-		return b
-	}
-	return a
 }
