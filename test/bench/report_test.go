@@ -22,7 +22,7 @@ type result struct {
 	allLed, allShown         time.Duration
 	released, shown, crashed []time.Duration
 	lost                     int
-	incomplete               bool // a phase timed out: its numbers leave out what never happened
+	incomplete               bool     // a phase timed out: its numbers leave out what never happened
 	requests                 counters // per group per minute, steady window
 	hasStatus                bool
 	statusPerMin             float64
