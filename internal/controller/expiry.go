@@ -19,6 +19,10 @@ import (
 // second at 1,000 groups). Here the timer fires at that expiry, reads the Lease's
 // current expiry from the tracker and, when it was renewed meanwhile, only sets
 // itself again. One timer per Lease, whatever the number of groups waiting on it.
+//
+// The way back matters as much: a Lease seen expired that its holder renews again
+// (an instance reconnecting, a killed one restarted with the same identity) changes
+// no term, so nothing else would wake the groups that showed it gone.
 type expiryWatch struct {
 	tracker *leaserecord.Tracker
 	get     func(types.NamespacedName) *coordinationv1.Lease
@@ -28,6 +32,9 @@ type expiryWatch struct {
 
 	mu     sync.Mutex
 	leases map[types.NamespacedName]*expiryEntry
+	// lapsed are the Leases seen expiring with a holder still named, and whom to
+	// wake when they are renewed.
+	lapsed map[types.NamespacedName]*expiryEntry
 }
 
 type expiryEntry struct {
@@ -38,7 +45,8 @@ type expiryEntry struct {
 
 func newExpiryWatch(t *leaserecord.Tracker, get func(types.NamespacedName) *coordinationv1.Lease, c clock.WithDelayedExecution,
 	wake func([]types.NamespacedName, bool)) *expiryWatch {
-	return &expiryWatch{tracker: t, get: get, clock: c, wake: wake, leases: map[types.NamespacedName]*expiryEntry{}}
+	return &expiryWatch{tracker: t, get: get, clock: c, wake: wake,
+		leases: map[types.NamespacedName]*expiryEntry{}, lapsed: map[types.NamespacedName]*expiryEntry{}}
 }
 
 // group wakes group once when lease expires (now, if it has already), unless it is
@@ -86,7 +94,36 @@ func (w *expiryWatch) fire(lease types.NamespacedName) {
 		return
 	}
 	delete(w.leases, lease)
+	if ok {
+		w.lapsed[lease] = e
+	}
 	w.mu.Unlock()
+	w.wakeEntry(e)
+}
+
+// seen runs for every version of a Lease the informer hands on (nil: deleted): a
+// lapsed Lease that is live again wakes whoever saw it lapse.
+func (w *expiryWatch) seen(lease types.NamespacedName, l *coordinationv1.Lease) {
+	w.mu.Lock()
+	e := w.lapsed[lease]
+	if e == nil {
+		w.mu.Unlock()
+		return
+	}
+	if l != nil {
+		if expiry, ok := w.tracker.Expiry(lease, l, e.fallback); ok && !w.tracker.Clock().Now().Before(expiry) {
+			w.mu.Unlock()
+			return // still lapsed: a change that is no renewal
+		}
+	}
+	delete(w.lapsed, lease)
+	w.mu.Unlock()
+	if l != nil {
+		w.wakeEntry(e)
+	}
+}
+
+func (w *expiryWatch) wakeEntry(e *expiryEntry) {
 	groups := make([]types.NamespacedName, 0, len(e.groups))
 	for g := range e.groups {
 		groups = append(groups, g)

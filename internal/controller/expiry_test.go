@@ -71,6 +71,16 @@ func TestExpiryWatchWakesOnlyWhenTheLeaseLapses(t *testing.T) {
 	if n := wokenSoFar(); n != 1 || w.size() != 0 {
 		t.Fatalf("woken %d times, %d Leases still watched after the expiry; want 1 and 0", n, w.size())
 	}
+
+	// The holder comes back and renews (same identity, same epoch: no new term):
+	// the group that showed it expired is woken again, once.
+	l = leaserecord.Renew(l, writer, clk.passive.Now())
+	seen(l)
+	w.seen(key, l)
+	w.seen(key, l)
+	if n := wokenSoFar(); n != 2 {
+		t.Fatalf("woken %d times in all after the renewal that ended the lapse, want 2", n)
+	}
 }
 
 // A Lease without a holder does not expire: nothing to wait for.

@@ -28,13 +28,15 @@ func (r *LeaderGroupReconciler) startWaking(_ context.Context, q workqueue.Typed
 
 // onLease runs on the Lease informer's goroutine for every add, update (old and
 // cur) and delete (cur nil). Renewals only move the observer's clock (the Lease
-// tracker has seen them): they wake nothing.
+// tracker has seen them): they wake nothing, unless they bring a Lease seen
+// expired back.
 func (r *LeaderGroupReconciler) onLease(old, cur *coordinationv1.Lease) {
 	l := cur
 	if l == nil {
 		l = old
 	}
 	key := types.NamespacedName{Namespace: l.Namespace, Name: l.Name}
+	r.expiry.seen(key, cur)
 	if r.presence.isPresence(l) {
 		if r.presence.observe(key, cur) {
 			r.EnqueueAll()
