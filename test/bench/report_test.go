@@ -114,7 +114,13 @@ func requestKeys(results []*result) []string {
 	return out
 }
 
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+// secs prints a phase's duration; zero is a phase that timed out.
+func secs(d time.Duration) string {
+	if d == 0 {
+		return "timed out"
+	}
+	return fmt.Sprintf("%.2f", d.Seconds())
+}
 
 func millis(ds []time.Duration) string {
 	return quantiles(ds, func(d time.Duration) string { return fmt.Sprint(d.Milliseconds()) })
