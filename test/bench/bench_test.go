@@ -387,6 +387,11 @@ func (r *run) steadyState(ctx context.Context, t *testing.T, res *result) {
 // gracefulStop SIGTERMs the member leading most groups.
 func (r *run) gracefulStop(ctx context.Context, t *testing.T, res *result) {
 	victim, led := r.leadingMost()
+	if r.ours() {
+		if lock, err := admin.CoordinationV1().Leases(r.namespace).Get(ctx, "lock", metav1.GetOptions{}); err == nil && lock.Spec.HolderIdentity != nil {
+			t.Logf("stopping %s (leads %d groups); the status writer is %s", victim.id, len(led), *lock.Spec.HolderIdentity)
+		}
+	}
 	before := r.snap(ctx, t)
 	stopAt := time.Now()
 	victim.stop(t)
