@@ -9,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -50,7 +52,7 @@ func (r *LeaderGroupReconciler) onLease(old, cur *coordinationv1.Lease) {
 	if termChanged(old, cur) {
 		var groups v1alpha1.LeaderGroupList
 		if err := r.List(context.Background(), &groups, client.MatchingFields{leaseIndex: key.String()}); err == nil {
-			r.enqueue(groups.Items)
+			r.enqueue(groups.Items, 0)
 		}
 	}
 }
@@ -62,7 +64,7 @@ func (r *LeaderGroupReconciler) EnqueueAll() {
 	go func() {
 		var groups v1alpha1.LeaderGroupList
 		if err := r.List(context.Background(), &groups); err == nil {
-			r.enqueue(groups.Items)
+			r.enqueue(groups.Items, handler.LowPriority)
 		}
 		if q := r.queue.Load(); q != nil {
 			for _, req := range r.labelledGroups(context.Background()) {
@@ -86,13 +88,25 @@ func (r *LeaderGroupReconciler) wake(groups []types.NamespacedName, all bool) {
 	}
 }
 
-func (r *LeaderGroupReconciler) enqueue(groups []v1alpha1.LeaderGroup) {
+// enqueue adds groups at priority. Sweeps over every group (an instance came or
+// went, this instance became the status writer) go at low priority, so that groups
+// whose term just changed are not held back behind them: when a manager stops, its
+// presence Lease goes first and sweeps every group, then its releases come.
+func (r *LeaderGroupReconciler) enqueue(groups []v1alpha1.LeaderGroup, priority int) {
 	q := r.queue.Load()
 	if q == nil {
 		return // not started: the controller's first list reconciles every group
 	}
+	reqs := make([]reconcile.Request, len(groups))
 	for i := range groups {
-		(*q).Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&groups[i])})
+		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&groups[i])}
+	}
+	if pq, ok := (*q).(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+		pq.AddWithOpts(priorityqueue.AddOpts{Priority: &priority}, reqs...)
+		return
+	}
+	for _, req := range reqs {
+		(*q).Add(req)
 	}
 }
 
