@@ -109,6 +109,14 @@ faults: controlplane ## Run FAULTS randomized faults (SEED to replay) against a 
 bench: controlplane ## Run the benchmarks (print numbers, assert nothing).
 	go test ./internal/election -run '^$$' -bench . -benchtime 1x -timeout 30m
 
+# Sizes and steady window of bench-e2e, e.g. GROUPS=100,1000,3000 STEADY=5m (see test/bench).
+GROUPS ?= 100,1000
+STEADY ?= 2m
+
+.PHONY: bench-e2e
+bench-e2e: controlplane ## Three manager processes vs three client-go processes at GROUPS groups (prints a table).
+	BENCH_E2E=1 BENCH_GROUPS=$(GROUPS) BENCH_STEADY=$(STEADY) go test ./test/bench -run '^TestBenchE2E$$' -v -count=1 -timeout 120m
+
 ##@ A real one-node cluster (root; see shared/REAL-CLUSTER.md)
 
 # Where make cluster keeps its state (certificates, kubeconfigs, etcd, logs); one at a time.

@@ -61,6 +61,7 @@ type LeaderGroupReconciler struct {
 	Clock clock.PassiveClock
 
 	presence *presence
+	expiry   *expiryWatch
 	queue    atomic.Pointer[workqueue.TypedRateLimitingInterface[reconcile.Request]]
 }
 
@@ -97,12 +98,15 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	in, recheck := r.observe(group, lease, plan, pods)
+	in, later := r.observe(group, lease, plan, pods)
 	status, events := computeStatus(in)
 	if err := r.writeStatus(ctx, group, status, events); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: recheck}, nil
+	if later.expires {
+		r.expiry.group(lease, group.Spec.LeaseDuration.Duration, req.NamespacedName)
+	}
+	return ctrl.Result{RequeueAfter: later.renewIn}, nil
 }
 
 // forget stops what ran for a deleted group. Its Lease goes with it (it is owned);
@@ -185,39 +189,47 @@ func (r *LeaderGroupReconciler) checkSplitBrain(group *v1alpha1.LeaderGroup, min
 	}
 }
 
-// observe gathers what the status is computed from, and when to look again: when
-// the holder or a candidate would expire on this observer's clock.
-func (r *LeaderGroupReconciler) observe(group *v1alpha1.LeaderGroup, lease types.NamespacedName, plan plan, pods *podsView) (statusInput, time.Duration) {
+// later is what may change a group's status with time alone.
+type later struct {
+	// expires: the group's Lease has a holder that has not expired yet on this
+	// observer's clock; the expiry watch wakes the group when it does.
+	expires bool
+	// renewIn is when this writer renews the Pods group's Lease for its leader pod
+	// (0: it does not).
+	renewIn time.Duration
+}
+
+// observe gathers what the status is computed from, and what may change it later.
+// Candidates that stop renewing their presence Leases wake every group (onLease).
+func (r *LeaderGroupReconciler) observe(group *v1alpha1.LeaderGroup, lease types.NamespacedName, plan plan, pods *podsView) (statusInput, later) {
 	now := r.Clock.Now()
 	in := statusInput{group: group, lease: lease, blocked: plan.blocked, now: now}
-	var next time.Time
 	switch group.Spec.Candidates.Source {
 	case v1alpha1.SourceManager:
-		in.candidates, next = r.presence.candidates(group, now)
+		in.candidates = r.presence.candidates(group, now)
 		_, in.handoverAttempt = handover(group, r.presence.find(group, group.Spec.PreferredHolder, now))
 	case v1alpha1.SourcePods:
 		in.candidates = []v1alpha1.CandidateStatus{}
 	}
+	var next later
 	if !plan.observe {
-		return in, until(now, next)
+		return in, next
 	}
 	obs := &observation{lease: r.Leases.Get(lease), now: now}
 	if pods != nil {
 		// What this writer just wrote is fresher than the informer's copy.
 		in.candidates, obs.lease = pods.candidates, pods.lease
-		if pods.renewIn > 0 {
-			next = earliest(next, now.Add(pods.renewIn))
-		}
+		next.renewIn = pods.renewIn
 	}
 	if expiry, ok := r.Leases.Tracker().Expiry(lease, obs.lease, group.Spec.LeaseDuration.Duration); ok {
 		if now.Before(expiry) {
-			next = earliest(next, expiry)
+			next.expires = true
 		} else {
 			obs.expiredAt = &expiry
 		}
 	}
 	in.obs = obs
-	return in, until(now, next)
+	return in, next
 }
 
 // writeStatus writes status once, only if it changed, then records the events and
@@ -251,6 +263,7 @@ func (r *LeaderGroupReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		r.Clock = r.Leases.Tracker().Clock()
 	}
 	r.presence = newPresence(r.Writer.Config().Lease, r.Leases.Tracker(), r.Leases.Get, r.Writer.Config().LeaseDuration)
+	r.expiry = newExpiryWatch(r.Leases.Tracker(), r.Leases.Get, clock.RealClock{}, r.wake)
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.LeaderGroup{}, leaseIndex, func(o client.Object) []string {
 		return []string{groups.Lease(o.(*v1alpha1.LeaderGroup)).String()}
 	}); err != nil {

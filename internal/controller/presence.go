@@ -102,9 +102,8 @@ func (p *presence) observe(key types.NamespacedName, l *coordinationv1.Lease) (c
 		strings.Join(old.namespaces, ",") != strings.Join(inst.namespaces, ",")
 }
 
-// candidates lists the live instances that serve g, sorted by identity, and the
-// earliest moment one of them may expire (zero when none can).
-func (p *presence) candidates(g *v1alpha1.LeaderGroup, now time.Time) ([]v1alpha1.CandidateStatus, time.Time) {
+// candidates lists the live instances that serve g, sorted by identity.
+func (p *presence) candidates(g *v1alpha1.LeaderGroup, now time.Time) []v1alpha1.CandidateStatus {
 	p.mu.Lock()
 	all := make(map[types.NamespacedName]instance, len(p.instances))
 	for k, v := range p.instances {
@@ -113,7 +112,6 @@ func (p *presence) candidates(g *v1alpha1.LeaderGroup, now time.Time) ([]v1alpha
 	p.mu.Unlock()
 
 	out := []v1alpha1.CandidateStatus{}
-	var next time.Time
 	for key, inst := range all {
 		if !inst.serves(g) {
 			continue
@@ -123,12 +121,9 @@ func (p *presence) candidates(g *v1alpha1.LeaderGroup, now time.Time) ([]v1alpha
 			continue // its instance stopped renewing: gone
 		}
 		out = append(out, v1alpha1.CandidateStatus{Identity: inst.identity, Ready: true})
-		if next.IsZero() || expiry.Before(next) {
-			next = expiry
-		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Identity < out[j].Identity })
-	return out, next
+	return out
 }
 
 // find returns the presence Lease of identity while it is a live instance that

@@ -47,7 +47,7 @@ func TestPresenceExpiresFromWhenLastSeenChanging(t *testing.T) {
 
 	live := func(at time.Duration) bool {
 		clk.SetTime(t0.Add(at))
-		c, _ := p.candidates(g, clk.Now())
+		c := p.candidates(g, clk.Now())
 		found := p.find(g, "m", clk.Now()) != nil
 		if found != isCandidate(c, "m") {
 			t.Fatalf("at +%s: find says %t, candidates %v", at, found, c)
@@ -63,10 +63,6 @@ func TestPresenceExpiresFromWhenLastSeenChanging(t *testing.T) {
 	}
 	if live(30 * time.Second) {
 		t.Errorf("live again at +30s: asking must not move the clock")
-	}
-	_, next := p.candidates(g, t0.Add(7*time.Second))
-	if !next.Equal(t0.Add(8 * time.Second)) {
-		t.Errorf("next recheck %v, want the expiry at +8s", next)
 	}
 }
 

@@ -55,6 +55,7 @@ func NewManager(cfg *rest.Config, o *Options) (ctrl.Manager, error) {
 		Scheme:                 scheme,
 		Metrics:                metrics,
 		HealthProbeBindAddress: o.HealthProbeBindAddress,
+		PprofBindAddress:       o.PprofBindAddress,
 		Cache:                  cacheOptions(o),
 	})
 	if err != nil {

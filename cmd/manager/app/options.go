@@ -26,8 +26,10 @@ type Options struct {
 	MetricsBindAddress     string
 	SecureMetrics          bool
 	HealthProbeBindAddress string
-	Namespaces             []string
-	GroupSelector          string
+	// PprofBindAddress serves net/http/pprof; "0" (the default) disables it.
+	PprofBindAddress string
+	Namespaces       []string
+	GroupSelector    string
 	// ExternalLeaseNamespaces are the other namespaces External groups may name.
 	ExternalLeaseNamespaces []string
 	// PodsSource turns on the Pods candidate source, which watches and relabels pods.
@@ -54,6 +56,7 @@ func NewOptions() *Options {
 		MetricsBindAddress:     ":8443",
 		SecureMetrics:          true,
 		HealthProbeBindAddress: ":8081",
+		PprofBindAddress:       "0",
 		Lock: LockOptions{
 			Name:          "election-manager",
 			LeaseDuration: 15 * time.Second,
@@ -77,6 +80,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"Serve metrics over HTTPS behind Kubernetes authentication and authorization.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress,
 		"Address the health and readiness probes bind to. 0 disables them.")
+	fs.StringVar(&o.PprofBindAddress, "pprof-bind-address", o.PprofBindAddress,
+		"Address net/http/pprof binds to, unauthenticated: loopback only (e.g. 127.0.0.1:6060). 0 disables it.")
 	fs.Func("namespaces", "Comma-separated namespaces whose LeaderGroups this instance serves. Empty: all.",
 		func(s string) error { o.Namespaces = splitList(s); return nil })
 	fs.StringVar(&o.GroupSelector, "group-selector", o.GroupSelector,
