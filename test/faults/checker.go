@@ -325,13 +325,15 @@ func checkFrozenChildren(r Records) (out []Violation, afterThaw []time.Duration)
 	return out, afterThaw
 }
 
-// checkLabels: the leader label is never on two pods of a group.
+// checkLabels: the leader label is never on two pods of a group that take new
+// requests (Ready, not terminating). A pod that cannot may keep it until its successor
+// has it (the Pods source's order, so that a draining leader goes on answering).
 func checkLabels(r Records) []Violation {
 	var out []Violation
 	for _, s := range r.Labels {
-		if len(s.Pods) > 1 {
+		if len(s.Serving) > 1 {
 			out = append(out, Violation{Check: "leader label", At: s.At,
-				Detail: fmt.Sprintf("group %s: the leader label on %v at once", s.Group, s.Pods)})
+				Detail: fmt.Sprintf("group %s: the leader label on %v at once, all Ready and not terminating", s.Group, s.Serving)})
 		}
 	}
 	return out

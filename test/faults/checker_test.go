@@ -55,6 +55,16 @@ func TestCheckerPassesACleanRun(t *testing.T) {
 	}
 }
 
+// A leader that cannot take new requests (not Ready, or terminating) keeps the label
+// until its successor has it: two labelled pods, one serving, is no violation.
+func TestCheckerAllowsADrainingLeaderItsLabel(t *testing.T) {
+	r := clean()
+	r.Labels = append(r.Labels, LabelSample{Group: "web", At: at(10), Pods: []string{"web-0", "web-1"}, Serving: []string{"web-1"}})
+	for _, v := range Check(r).Violations {
+		t.Errorf("unexpected: %s", v)
+	}
+}
+
 func TestCheckerFindsPlantedViolations(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -91,8 +101,8 @@ func TestCheckerFindsPlantedViolations(t *testing.T) {
 		{"history invents a reason", func(r *Records) {
 			r.Statuses[1].History[1].EndReason = "Released"
 		}, "ended Released"},
-		{"the label on two pods", func(r *Records) {
-			r.Labels = append(r.Labels, LabelSample{Group: "web", At: at(10), Pods: []string{"web-0", "web-1"}})
+		{"the label on two pods that take requests", func(r *Records) {
+			r.Labels = append(r.Labels, LabelSample{Group: "web", At: at(10), Pods: []string{"web-0", "web-1"}, Serving: []string{"web-0", "web-1"}})
 		}, "[web-0 web-1]"},
 		{"a slow recovery", func(r *Records) {
 			r.Intervals[1].Start, r.Intervals[1].End, r.End = at(12000), at(20000), at(20000)

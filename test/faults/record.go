@@ -128,6 +128,9 @@ type LabelSample struct {
 	Group string // the label's value
 	At    time.Time
 	Pods  []string
+	// Serving are those of Pods that are Ready and not terminating: a Service sends
+	// them new requests.
+	Serving []string
 }
 
 // Fault is one injected fault.

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -32,15 +33,17 @@ type watches struct {
 	labels   []LabelSample
 	// podLabel is each pod's leader label value ("" for none).
 	podLabel map[string]string
-	// lastLabels is each group's last sample.
-	lastLabels map[string][]string
+	// podServing: the pod is Ready and not terminating, so a Service sends it new requests.
+	podServing map[string]bool
+	// lastLabels is each group's last sample, as a key.
+	lastLabels map[string]string
 	// gaps: a watch had to list again (its resourceVersion was compacted).
 	gaps int
 }
 
 func startWatches(ctx context.Context, s *System) (*watches, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	w := &watches{cancel: cancel, groups: map[string]bool{}, podLabel: map[string]string{}, lastLabels: map[string][]string{}}
+	w := &watches{cancel: cancel, groups: map[string]bool{}, podLabel: map[string]string{}, podServing: map[string]bool{}, lastLabels: map[string]string{}}
 	for _, spec := range groupSpecs {
 		w.groups[spec.name] = true
 	}
@@ -181,6 +184,7 @@ func (w *watches) seeGroup(t watch.EventType, o client.Object) {
 func (w *watches) seePod(t watch.EventType, o client.Object) {
 	p := o.(*corev1.Pod)
 	value := p.Labels[podsource.LabelLeader]
+	serving := t != watch.Deleted && p.DeletionTimestamp == nil && podReady(p)
 	if t == watch.Deleted {
 		value = ""
 	}
@@ -188,17 +192,34 @@ func (w *watches) seePod(t watch.EventType, o client.Object) {
 	defer w.mu.Unlock()
 	before := w.podLabel[p.Name]
 	w.podLabel[p.Name] = value
+	w.podServing[p.Name] = serving
 	for _, group := range []string{before, value} {
 		if group == "" {
 			continue
 		}
 		pods := w.labelledLocked(group)
-		if last, ok := w.lastLabels[group]; ok && slices.Equal(last, pods) {
+		var servingPods []string
+		for _, pod := range pods {
+			if w.podServing[pod] {
+				servingPods = append(servingPods, pod)
+			}
+		}
+		key := fmt.Sprint(pods, servingPods)
+		if last, ok := w.lastLabels[group]; ok && last == key {
 			continue // only changes
 		}
-		w.lastLabels[group] = pods
-		w.labels = append(w.labels, LabelSample{Group: group, At: time.Now(), Pods: pods})
+		w.lastLabels[group] = key
+		w.labels = append(w.labels, LabelSample{Group: group, At: time.Now(), Pods: pods, Serving: servingPods})
 	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 func (w *watches) labelledLocked(group string) []string {
