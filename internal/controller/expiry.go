@@ -39,6 +39,7 @@ type expiryWatch struct {
 
 type expiryEntry struct {
 	fallback time.Duration // the duration of a record that names none
+	at       time.Time     // the expiry the live timer is set for; others are stale
 	groups   map[types.NamespacedName]struct{}
 	all      bool
 }
@@ -71,7 +72,7 @@ func (w *expiryWatch) add(lease types.NamespacedName, fallback time.Duration, jo
 			return
 		}
 		e = &expiryEntry{fallback: fallback, groups: map[types.NamespacedName]struct{}{}}
-		w.clock.AfterFunc(max(0, expiry.Sub(w.tracker.Clock().Now())), func() { w.fire(lease) })
+		w.arm(lease, e, expiry)
 		w.leases[lease] = e
 	}
 	join(e)
@@ -80,16 +81,16 @@ func (w *expiryWatch) add(lease types.NamespacedName, fallback time.Duration, jo
 // fire runs at the expiry last computed: it wakes the entry's groups if the Lease
 // has expired, is gone or has no holder any more, and otherwise waits for the
 // expiry its renewals moved to.
-func (w *expiryWatch) fire(lease types.NamespacedName) {
+func (w *expiryWatch) fire(lease types.NamespacedName, at time.Time) {
 	w.mu.Lock()
 	e := w.leases[lease]
-	if e == nil {
+	if e == nil || !e.at.Equal(at) {
 		w.mu.Unlock()
-		return
+		return // the Lease is no longer watched, or a sooner timer replaced this one
 	}
 	expiry, ok := w.tracker.Expiry(lease, w.get(lease), e.fallback)
 	if now := w.tracker.Clock().Now(); ok && now.Before(expiry) {
-		w.clock.AfterFunc(expiry.Sub(now), func() { w.fire(lease) })
+		w.arm(lease, e, expiry)
 		w.mu.Unlock()
 		return
 	}
@@ -101,10 +102,23 @@ func (w *expiryWatch) fire(lease types.NamespacedName) {
 	w.wakeEntry(e)
 }
 
-// seen runs for every version of a Lease the informer hands on (nil: deleted): a
+// arm sets e's timer for expiry. Called with w.mu held.
+func (w *expiryWatch) arm(lease types.NamespacedName, e *expiryEntry, expiry time.Time) {
+	e.at = expiry
+	w.clock.AfterFunc(max(0, expiry.Sub(w.tracker.Clock().Now())), func() { w.fire(lease, expiry) })
+}
+
+// seen runs for every version of a Lease the informer hands on (nil: deleted). A
+// renewal that moves a watched expiry earlier (a shorter leaseDuration) sets the
+// timer sooner; renewals that move it later are found when the timer fires. A
 // lapsed Lease that is live again wakes whoever saw it lapse.
 func (w *expiryWatch) seen(lease types.NamespacedName, l *coordinationv1.Lease) {
 	w.mu.Lock()
+	if e := w.leases[lease]; e != nil && l != nil {
+		if expiry, ok := w.tracker.Expiry(lease, l, e.fallback); ok && expiry.Before(e.at) {
+			w.arm(lease, e, expiry)
+		}
+	}
 	e := w.lapsed[lease]
 	if e == nil {
 		w.mu.Unlock()

@@ -138,3 +138,37 @@ func (c *timers) step(d time.Duration) {
 	}
 	c.passive.SetTime(target)
 }
+
+// A renewal that shortens leaseDuration moves the expiry earlier: the groups are
+// woken at the new expiry, not at the one computed before it.
+func TestExpiryWatchFollowsAShorterLeaseDuration(t *testing.T) {
+	clk := newTimers()
+	tracker := leaserecord.NewTracker(clk.passive)
+	key := types.NamespacedName{Namespace: "ns", Name: "payments"}
+	var stored *coordinationv1.Lease
+	var mu sync.Mutex
+	woken := 0
+	w := newExpiryWatch(tracker, func(types.NamespacedName) *coordinationv1.Lease { return stored }, clk,
+		func([]types.NamespacedName, bool) { mu.Lock(); woken++; mu.Unlock() })
+	seen := func(l *coordinationv1.Lease) { stored = l; tracker.Since(key, l); w.seen(key, l) }
+	wokenSoFar := func() int { mu.Lock(); defer mu.Unlock(); return woken }
+
+	long := leaserecord.Writer{Identity: "a", LeaseDuration: 60 * time.Second}
+	l := leaserecord.Create(key, long, clk.passive.Now(), 1)
+	l.UID = "u"
+	seen(l)
+	w.group(key, 60*time.Second, types.NamespacedName{Namespace: "ns", Name: "payments"})
+
+	clk.step(time.Second)
+	short := long
+	short.LeaseDuration = 6 * time.Second
+	seen(leaserecord.Renew(l, short, clk.passive.Now())) // the last renewal: expires 6s from now
+	clk.step(5 * time.Second)
+	if n := wokenSoFar(); n != 0 {
+		t.Fatalf("woken before the shorter expiry")
+	}
+	clk.step(time.Second)
+	if n := wokenSoFar(); n != 1 {
+		t.Fatalf("woken %d times at the shorter expiry (6s after the renewal), want once", n)
+	}
+}
