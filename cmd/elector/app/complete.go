@@ -6,6 +6,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/election-manager/election-manager/internal/clientconfig"
+	"github.com/election-manager/election-manager/internal/election"
 )
 
 // Complete fills in what depends on the environment: the identity, the REST config
@@ -33,9 +34,7 @@ func (o *Options) Complete() (*rest.Config, error) {
 	if o.LockNamespace == "" {
 		o.LockNamespace = o.Namespace
 	}
-	// An elector's renewals must not wait behind a client-side rate limit.
-	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = -1, 0
+	cfg = election.ClientConfig(cfg)
 	cfg.UserAgent = "election-manager-elector"
 	return cfg, nil
 }

@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -25,12 +24,7 @@ import (
 // registry for every elector in the process, the manager's own lock (its holder
 // writes status), this instance's presence Lease, and the LeaderGroup controller.
 func setUpElections(ctx context.Context, mgr ctrl.Manager, o *Options) error {
-	// Electors are not throttled on the client: a renewal held back by a client-side
-	// rate limit loses leadership. API Priority and Fairness shapes the traffic on the
-	// server instead (the chart can give Leases a priority level of their own).
-	electorConfig := rest.CopyConfig(mgr.GetConfig())
-	electorConfig.QPS, electorConfig.Burst = -1, 0
-	clientset, err := kubernetes.NewForConfig(electorConfig)
+	clientset, err := kubernetes.NewForConfig(election.ClientConfig(mgr.GetConfig()))
 	if err != nil {
 		return fmt.Errorf("creating the clientset: %w", err)
 	}
