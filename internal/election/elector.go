@@ -58,17 +58,24 @@ type Options struct {
 	// Registry, which share one client. kube-apiserver allows 100 concurrent HTTP/2
 	// streams per connection by default; past that, Go's transport dials new TLS
 	// connections, one per waiting request, and a thousand electors starting at once
-	// turn into thousands of handshakes. A write waiting here already runs against its
-	// deadline. 0 means 64; negative means no cap. Used by NewRegistry only.
+	// turn into thousands of handshakes. Past what the server handles at once, more
+	// writes in flight only wait in its queue instead of here, where a write whose
+	// deadline passes is never sent (one sent late can land after its elector gave
+	// up on it) and renewals go first (see writeSlots). A write waiting here already
+	// runs against its deadline. 0 means 32; negative means no cap. Used by
+	// NewRegistry only.
 	MaxConcurrentWrites int
 
-	// writes is the Registry's shared semaphore (nil: no cap).
-	writes chan struct{}
+	// writes are the Registry's shared write slots (nil: no cap).
+	writes *writeSlots
+	// pace is the Registry's shared renewal pacer (nil: renew every retryPeriod).
+	pace *pacer
 }
 
 // defaultMaxConcurrentWrites leaves room under kube-apiserver's 100 streams for the
-// informer's watches and other requests on the same connection.
-const defaultMaxConcurrentWrites = 64
+// informer's watches and other requests on the same connection, and is more than a
+// 2-core kube-apiserver works on at once.
+const defaultMaxConcurrentWrites = 32
 
 // Elector competes for one Lease as one identity, from Start until Stop, leading and
 // following as often as the election goes back and forth. An Elector runs one
@@ -77,7 +84,8 @@ type Elector struct {
 	client coordinationv1client.LeasesGetter
 	leases *LeaseInformer
 	clock  clock.Clock
-	writes chan struct{}
+	writes *writeSlots
+	pace   *pacer
 	cb     Callbacks
 	key    types.NamespacedName
 	id     string
@@ -119,6 +127,7 @@ func New(cfg Config, client coordinationv1client.LeasesGetter, leases *LeaseInfo
 		leases: leases,
 		clock:  opts.Clock,
 		writes: opts.writes,
+		pace:   opts.pace,
 		cb:     cb,
 		key:    cfg.Lease,
 		id:     cfg.Identity,

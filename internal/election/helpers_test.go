@@ -147,6 +147,10 @@ type requestCounter struct {
 	hangPuts  atomic.Bool
 	unhang    chan struct{}
 	beforePut atomic.Pointer[func(body []byte)]
+	// putDelay holds every lease PUT that long before it is sent: a slow server.
+	putDelay atomic.Int64
+	// failPuts fails that many next lease PUTs at once, as a reset connection would.
+	failPuts atomic.Int32
 }
 
 func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
@@ -168,6 +172,16 @@ func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 			if verb == http.MethodPut && c.hangPuts.Load() {
 				<-c.unhang
 				return nil, fmt.Errorf("hung PUT released at the end of the test")
+			}
+			if verb == http.MethodPut && c.failPuts.Add(-1) >= 0 {
+				return nil, fmt.Errorf("connection reset (injected)")
+			}
+			if d := time.Duration(c.putDelay.Load()); verb == http.MethodPut && d > 0 {
+				select {
+				case <-time.After(d):
+				case <-req.Context().Done():
+					return nil, req.Context().Err()
+				}
 			}
 			if hook := c.beforePut.Load(); verb == http.MethodPut && hook != nil {
 				body, err := requestBody(req)

@@ -267,18 +267,15 @@ func (l *loop) replaced() bool {
 func (l *loop) startWrite(ctx context.Context, kind writeKind, lease *coordinationv1.Lease, how leaserecord.How, sent, deadline, until time.Time) {
 	wctx, cancel := context.WithTimeout(ctx, deadline.Sub(sent))
 	w := &pendingWrite{kind: kind, how: how, sent: sent, until: until, basedOn: lease.ResourceVersion, cancel: cancel, result: make(chan writeResult, 1)}
-	leases, writes := l.e.client.Leases(l.e.key.Namespace), l.e.writes
+	leases, slots := l.e.client.Leases(l.e.key.Namespace), l.e.writes
 	go func() {
 		var r writeResult
-		if writes != nil {
-			select {
-			case writes <- struct{}{}:
-				defer func() { <-writes }()
-			case <-wctx.Done():
-				w.result <- writeResult{err: wctx.Err()}
-				return
-			}
+		release, err := slots.take(wctx, kind)
+		if err != nil {
+			w.result <- writeResult{err: err}
+			return
 		}
+		defer release()
 		if kind == writeCreate {
 			r.lease, r.err = leases.Create(wctx, lease, metav1.CreateOptions{})
 		} else {
@@ -297,6 +294,7 @@ func (l *loop) finish(r writeResult) {
 	now := e.clock.Now()
 
 	if w.kind == writeRenew {
+		e.pace.observe(cfg, now.Sub(w.sent), r.err)
 		leading, until := e.leadingState()
 		if leading && reached(now, until) {
 			l.lose("No successful renewal within renewDeadline")
@@ -314,7 +312,7 @@ func (l *loop) finish(r writeResult) {
 			l.observeOwn(r.lease)
 			e.setLeading(l.epoch, w.sent, w.until, now)
 			// Paced by send times, so a slow response does not stretch the period.
-			l.nextRenew = w.sent.Add(cfg.RetryPeriod)
+			l.nextRenew = w.sent.Add(e.pace.interval(cfg))
 		case apierrors.IsConflict(r.err):
 			l.logger.V(2).Info("Renewal conflicted, checking the lease in the cache", "err", r.err)
 			l.renewConflict = true
@@ -322,7 +320,10 @@ func (l *loop) finish(r writeResult) {
 			l.lose("Lease deleted")
 		default:
 			l.logWriteError("Failed to renew lease", r.err)
-			l.nextRenew = w.sent.Add(cfg.RetryPeriod)
+			// Again after a retry period, or after a quarter of the time left when
+			// that comes first: renewals spaced out for a slow server leave less
+			// than a period, and a few quick retries are worth more than one late.
+			l.nextRenew = earliest(w.sent.Add(cfg.RetryPeriod), now.Add(until.Sub(now)/4))
 		}
 		return
 	}

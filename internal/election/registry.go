@@ -8,6 +8,7 @@ import (
 
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 )
 
 // Registry runs many electors in one process, by key (the controller uses the
@@ -32,10 +33,14 @@ type Registry struct {
 func NewRegistry(client coordinationv1client.LeasesGetter, leases *LeaseInformer, logger klog.Logger, opts Options) *Registry {
 	switch n := opts.MaxConcurrentWrites; {
 	case n == 0:
-		opts.writes = make(chan struct{}, defaultMaxConcurrentWrites)
+		opts.writes = newWriteSlots(defaultMaxConcurrentWrites)
 	case n > 0:
-		opts.writes = make(chan struct{}, n)
+		opts.writes = newWriteSlots(n)
 	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	opts.pace = newPacer(opts.Clock, logger)
 	return &Registry{client: client, leases: leases, logger: logger, opts: opts, electors: map[string]*Elector{}}
 }
 

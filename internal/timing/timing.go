@@ -81,3 +81,13 @@ func (t Timings) HandoverReservation() time.Duration {
 	d := (handoverRetries*t.RetryPeriod + time.Second - 1).Truncate(time.Second)
 	return max(time.Second, min(d, t.LeaseDuration))
 }
+
+// SlowestRenewal is the longest interval between a leader's renewals: renewals
+// come every retryPeriod, and are spaced out up to 3/4 of renewDeadline while the
+// API server answers slowly or throttles (see election's pacer). A saturated
+// server serves everyone late; spacing renewals out is what brings its latency
+// back down, and the last quarter of the deadline is left for the renewal (and a
+// quick retry of a failed one) to get through.
+func (t Timings) SlowestRenewal() time.Duration {
+	return max(t.RetryPeriod, t.RenewDeadline*3/4)
+}

@@ -1,0 +1,98 @@
+package election
+
+import (
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+)
+
+// pacer spaces out the renewals of the electors that share it (a Registry's) by
+// what the API server sustains. Renewing every retryPeriod whatever the server can
+// take makes an overloaded server miss every leader's deadline at once, and all
+// elections flap together. So while renewals come back slowly or are throttled,
+// the interval grows from retryPeriod toward timing's SlowestRenewal
+// (3/4 of renewDeadline), fast; once they come back quickly it returns, slowly.
+//
+// Safety does not depend on it: leadership still ends at the last successful
+// renewal's send time + renewDeadline, however the renewals are spaced.
+type pacer struct {
+	clock  clock.PassiveClock
+	logger klog.Logger
+
+	mu sync.Mutex
+	// stretch places the interval between retryPeriod (0) and SlowestRenewal
+	// (fullStretch), in steps.
+	stretch int
+	// The current window's renewals, and how many of them were slow.
+	windowStart time.Time
+	renewals    int
+	slow        int
+}
+
+const (
+	// paceWindow is how often the stretch is adjusted, from the renewals seen.
+	paceWindow = time.Second
+	// A renewal is slow when it took longer than this share of its renewDeadline
+	// (its send time includes any wait for a write slot in the process).
+	slowShare = 0.1
+	// Past this share of slow renewals in a window the stretch grows by paceUp;
+	// a window without a slow one shrinks it by paceDown: from none to full in 4
+	// windows, from full back to retryPeriod in 10.
+	slowWindowShare = 0.1
+	fullStretch     = 20
+	paceUp          = 5
+	paceDown        = 2
+)
+
+func newPacer(clk clock.PassiveClock, logger klog.Logger) *pacer {
+	return &pacer{clock: clk, logger: logger, windowStart: clk.Now()}
+}
+
+// interval is how long after a successful renewal's send time the next is sent.
+func (p *pacer) interval(cfg *Config) time.Duration {
+	if p == nil {
+		return cfg.RetryPeriod
+	}
+	p.mu.Lock()
+	stretch := p.stretch
+	p.mu.Unlock()
+	rp := cfg.RetryPeriod
+	return rp + (cfg.Timings().SlowestRenewal()-rp)*time.Duration(stretch)/fullStretch
+}
+
+// observe counts a renewal that took latency from its send time and ended with err.
+// A throttled (429) or timed-out renewal is slow; a conflict or a missing Lease
+// says nothing about the server's load.
+func (p *pacer) observe(cfg *Config, latency time.Duration, err error) {
+	if p == nil || apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return
+	}
+	slow := err != nil || latency > time.Duration(slowShare*float64(cfg.RenewDeadline))
+	now := p.clock.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.renewals++
+	if slow {
+		p.slow++
+	}
+	if now.Sub(p.windowStart) < paceWindow {
+		return
+	}
+	before := p.stretch
+	switch {
+	case float64(p.slow) >= slowWindowShare*float64(p.renewals):
+		p.stretch = min(fullStretch, p.stretch+paceUp)
+	case p.slow == 0:
+		p.stretch = max(0, p.stretch-paceDown)
+	}
+	switch {
+	case before == 0 && p.stretch > 0:
+		p.logger.Info("Spacing out renewals: the API server answers slowly", "slowRenewals", p.slow, "renewals", p.renewals)
+	case before > 0 && p.stretch == 0:
+		p.logger.Info("Renewing every retryPeriod again")
+	}
+	p.windowStart, p.renewals, p.slow = now, 0, 0
+}
