@@ -62,6 +62,7 @@ type LeaderGroupReconciler struct {
 
 	presence *presence
 	expiry   *expiryWatch
+	own      *ownWrites
 	queue    atomic.Pointer[workqueue.TypedRateLimitingInterface[reconcile.Request]]
 }
 
@@ -94,6 +95,11 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if !r.Writer.IsLeader() {
 		return ctrl.Result{}, nil
 	}
+	if r.own.stale(group) {
+		// The cache does not show this writer's last status write yet; its arrival
+		// wakes the group.
+		return ctrl.Result{RequeueAfter: staleRecheck}, nil
+	}
 	pods, err := r.syncPods(ctx, group, lease, plan)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -113,6 +119,7 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 // its leader label is the status writer's to remove.
 func (r *LeaderGroupReconciler) forget(ctx context.Context, group types.NamespacedName) error {
 	r.Electors.Stop(group.String())
+	r.own.forget(group)
 	forgetGroupMetrics(group.Namespace, group.Name)
 	if !r.Writer.IsLeader() {
 		return nil
@@ -239,12 +246,13 @@ func (r *LeaderGroupReconciler) writeStatus(ctx context.Context, group *v1alpha1
 	if equality.Semantic.DeepEqual(group.Status, status) {
 		return nil
 	}
-	prev := group.Status
+	prev, base := group.Status, group.ResourceVersion
 	patch := client.MergeFromWithOptions(group.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	group.Status = status
 	if err := r.Status().Patch(ctx, group, patch); err != nil {
 		return fmt.Errorf("writing the status: %w", err)
 	}
+	r.own.wrote(group, base)
 	recordGroupMetrics(group, prev, status)
 	for _, e := range events {
 		eventType := corev1.EventTypeNormal
@@ -263,6 +271,7 @@ func (r *LeaderGroupReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		r.Clock = r.Leases.Tracker().Clock()
 	}
 	r.presence = newPresence(r.Writer.Config().Lease, r.Leases.Tracker(), r.Leases.Get, r.Writer.Config().LeaseDuration)
+	r.own = newOwnWrites()
 	r.expiry = newExpiryWatch(r.Leases.Tracker(), r.Leases.Get, clock.RealClock{}, r.wake)
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.LeaderGroup{}, leaseIndex, func(o client.Object) []string {
 		return []string{groups.Lease(o.(*v1alpha1.LeaderGroup)).String()}
@@ -278,8 +287,9 @@ func (r *LeaderGroupReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.LeaderGroup{}, builder.WithPredicates(
-			// Status writes change neither: they must not cause another reconcile.
-			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+			// Status writes change neither: they must not cause another reconcile,
+			// except one a reconcile waits for (ownWrites).
+			predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, r.own.arrived()))).
 		WatchesRawSource(&syncedSource{Source: source.Func(r.startWaking), synced: synced}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4})
 	if r.Pods != nil {
