@@ -27,7 +27,7 @@
 // Knobs (environment): BENCH_E2E=1; BENCH_GROUPS=100,1000 (sizes); BENCH_IMPLS=
 // ours,client-go; BENCH_STEADY=2m; BENCH_TIMINGS=6s/3s/1s (default: that below 3,000
 // groups, 15s/10s/2s from 3,000); BENCH_PROFILE=dir (CPU profiles of a manager and
-// of kube-apiserver over the steady window, ours only).
+// of kube-apiserver over the steady window, ours only, and the members' logs).
 package bench
 
 import (
@@ -480,6 +480,15 @@ func (r *run) cleanUp(t *testing.T) {
 	for _, m := range r.members {
 		if m != nil && !m.Exited() {
 			m.stop(t)
+		}
+	}
+	if r.profile != "" {
+		for _, m := range r.members {
+			if m != nil {
+				if err := os.WriteFile(fmt.Sprintf("%s/%s-%s-%d.log", r.profile, m.id, r.impl, r.groups), []byte(m.Output()), 0o644); err != nil {
+					t.Log(err)
+				}
+			}
 		}
 	}
 	ctx := context.Background()
