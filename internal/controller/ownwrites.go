@@ -35,8 +35,12 @@ func newOwnWrites() *ownWrites {
 	return &ownWrites{pending: map[types.NamespacedName]ownWrite{}}
 }
 
-// wrote records a successful write of g's status from version base.
+// wrote records a successful write of g's status from version base. A write the
+// server found to change nothing keeps the version: there is nothing to wait for.
 func (o *ownWrites) wrote(g client.Object, base string) {
+	if g.GetResourceVersion() == base {
+		return
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.pending[client.ObjectKeyFromObject(g)] = ownWrite{base: base, written: g.GetResourceVersion()}

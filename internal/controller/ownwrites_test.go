@@ -38,3 +38,13 @@ func TestAReconcileWaitsForTheCacheToShowTheLastStatusWrite(t *testing.T) {
 		t.Fatal("a write already seen let through again")
 	}
 }
+
+// A patch the server found to change nothing keeps the version: waiting for another
+// would wait forever.
+func TestAWriteThatChangedNothingIsNotWaitedFor(t *testing.T) {
+	o := newOwnWrites()
+	o.wrote(groupAt("10"), "10")
+	if o.stale(groupAt("10")) {
+		t.Fatal("stale after a no-op write: the group would never be written again")
+	}
+}

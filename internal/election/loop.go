@@ -270,7 +270,16 @@ func (l *loop) startWrite(ctx context.Context, kind writeKind, lease *coordinati
 	leases, slots := l.e.client.Leases(l.e.key.Namespace), l.e.writes
 	go func() {
 		var r writeResult
-		release, err := slots.take(wctx, kind)
+		slotCtx := wctx
+		if kind != writeRenew {
+			// An acquisition that got its slot late could land after its deadline:
+			// the record would name an elector that does not lead, and the group
+			// stay leaderless for a leaseDuration. Better to decide again.
+			var cancelSlot context.CancelFunc
+			slotCtx, cancelSlot = context.WithTimeout(wctx, deadline.Sub(sent)/2)
+			defer cancelSlot()
+		}
+		release, err := slots.take(slotCtx, kind)
 		if err != nil {
 			w.result <- writeResult{err: err}
 			return
@@ -321,9 +330,10 @@ func (l *loop) finish(r writeResult) {
 		default:
 			l.logWriteError("Failed to renew lease", r.err)
 			// Again after a retry period, or after a quarter of the time left when
-			// that comes first: renewals spaced out for a slow server leave less
-			// than a period, and a few quick retries are worth more than one late.
-			l.nextRenew = earliest(w.sent.Add(cfg.RetryPeriod), now.Add(until.Sub(now)/4))
+			// that comes first (renewals spaced out for a slow server leave less
+			// than a period), but not sooner than a quarter period: errors that come
+			// back at once must not turn into a storm against a recovering server.
+			l.nextRenew = earliest(w.sent.Add(cfg.RetryPeriod), now.Add(max(until.Sub(now)/4, cfg.RetryPeriod/4)))
 		}
 		return
 	}

@@ -38,10 +38,12 @@ const (
 	// A renewal is slow when it took longer than this share of its renewDeadline
 	// (its send time includes any wait for a write slot in the process).
 	slowShare = 0.1
-	// Past this share of slow renewals in a window the stretch grows by paceUp;
-	// a window without a slow one shrinks it by paceDown: from none to full in 4
-	// windows, from full back to retryPeriod in 10.
+	// Past slowWindowShare of slow renewals in a window the stretch grows by
+	// paceUp; below calmWindowShare it shrinks by paceDown (in between it holds):
+	// from none to full in 4 windows, from full back to retryPeriod in 10. A rare
+	// slow renewal (a GC pause) must not hold a busy process stretched forever.
 	slowWindowShare = 0.1
+	calmWindowShare = 0.02
 	fullStretch     = 20
 	paceUp          = 5
 	paceDown        = 2
@@ -85,7 +87,7 @@ func (p *pacer) observe(cfg *Config, latency time.Duration, err error) {
 	switch {
 	case float64(p.slow) >= slowWindowShare*float64(p.renewals):
 		p.stretch = min(fullStretch, p.stretch+paceUp)
-	case p.slow == 0:
+	case float64(p.slow) < calmWindowShare*float64(p.renewals):
 		p.stretch = max(0, p.stretch-paceDown)
 	}
 	switch {

@@ -70,9 +70,17 @@ func TestPacerSpacesRenewalsOutWhileTheServerIsSlowAndComesBack(t *testing.T) {
 		t.Fatalf("a window of fast renewals and slow conflicts: interval %s, want it to shrink", got)
 	}
 
-	// Fast again: back to retryPeriod, within ten windows.
+	// Fast again, but for one slow renewal in a hundred (a GC pause): back to
+	// retryPeriod within ten windows.
 	for range 10 {
-		renewEvery(p, clk, cfg, 50, 20*time.Millisecond, nil)
+		for i := range 100 {
+			clk.Step(paceWindow / 100)
+			latency := 20 * time.Millisecond
+			if i == 50 {
+				latency = time.Second
+			}
+			p.observe(cfg, latency, nil)
+		}
 	}
 	if got := p.interval(cfg); got != cfg.RetryPeriod {
 		t.Fatalf("after 10 fast windows: interval %s, want retryPeriod %s", got, cfg.RetryPeriod)
@@ -198,7 +206,7 @@ func TestALeaderRenewsLessOftenWhileTheServerIsSlowAndKeepsLeading(t *testing.T)
 	}
 	phase("fast server", 10*time.Second, 900*time.Millisecond, 1300*time.Millisecond)
 	// Past 300ms, a tenth of renewDeadline: full stretch after 4 one-second windows.
-	a.requests.putDelay.Store(int64(400 * time.Millisecond))
+	a.requests.putDelay.Store(int64(350 * time.Millisecond))
 	phase("slow server", 15*time.Second, 2100*time.Millisecond, 2500*time.Millisecond)
 	// A renewal fails while they are spaced out: a retry period later would be
 	// past the deadline, so the retry comes halfway to it.

@@ -3,17 +3,17 @@ package election
 import "context"
 
 // writeSlots bound the Lease writes in flight from a Registry's electors, which
-// share one connection (see Options.MaxConcurrentWrites), and keep most of them
+// share one connection (see Options.MaxConcurrentWrites), and keep some of them
 // for renewals. When leases expire in numbers (a process gone, a server that was
 // overloaded), every follower tries to acquire at once; those writes must not
 // crowd out the renewals that keep the other groups led, or the overload spreads.
-// Acquisitions may hold an eighth of the slots; renewals any of them.
+// Acquisitions may hold three quarters of the slots; renewals any of them.
 type writeSlots struct {
 	all, acquisitions chan struct{}
 }
 
 func newWriteSlots(n int) *writeSlots {
-	return &writeSlots{all: make(chan struct{}, n), acquisitions: make(chan struct{}, max(1, n/8))}
+	return &writeSlots{all: make(chan struct{}, n), acquisitions: make(chan struct{}, max(1, n*3/4))}
 }
 
 // take waits for a slot for a write of kind, and returns what gives it back; an
