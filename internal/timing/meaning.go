@@ -28,7 +28,7 @@ func (t Timings) Meaning() []Fact {
 		{What: "a leader cut off from the API server stops leading", Rule: "renewDeadline after its last successful renewal", Value: rd},
 		{What: "longest time without a leader after it is cut off", Rule: "leaseDuration (its last renewal + leaseDuration); nobody leads for the last leaseDuration − renewDeadline of it", Value: ld},
 		{What: "API-server outage a leader always survives", Rule: "renewDeadline − retryPeriod (a retry must fit before the deadline)", Value: rd - rp},
-		{What: "the same, while renewals are spaced out for a slow API server", Rule: "renewDeadline − max(retryPeriod, 3/4 × renewDeadline)", Value: rd - t.SlowestRenewal()},
+		{What: "the same, while the manager spaces renewals out for a slow API server", Rule: "renewDeadline − max(retryPeriod, 3/4 × renewDeadline)", Value: rd - t.SlowestRenewal()},
 		{What: "clock-rate difference tolerated between candidates", Rule: "leaseDuration / renewDeadline − 1 (the leader's renewDeadline must end before the others' leaseDuration)", Ratio: float64(ld)/float64(rd) - 1},
 	}
 }
