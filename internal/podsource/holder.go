@@ -89,16 +89,17 @@ func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time
 	if err != nil {
 		return nil, 0, err
 	}
-	// A labelled pod that can still take new traffic loses the label before anyone
-	// else gets it. One that cannot (not Ready, or terminating: a Service sends it new
-	// requests only while it has no Ready endpoint) keeps it until the new leader has
-	// it, so that a draining leader still serves meanwhile.
+	// A labelled pod loses the label before anyone else gets it, except a terminating
+	// one: it can never take new requests again (a Service sends it some only while it
+	// has no Ready endpoint), so it keeps the label until the new leader has it and
+	// goes on serving while it drains. A pod that is merely not Ready may turn Ready
+	// again at any time, even while no status writer runs (one died mid-switch).
 	var draining []*corev1.Pod
 	for i := range labelled {
 		p := &labelled[i]
 		switch {
 		case p.Name == want:
-		case want != "" && !canLead(p):
+		case want != "" && p.DeletionTimestamp != nil:
 			draining = append(draining, p)
 		default:
 			if err := h.unlabel(ctx, p); err != nil {

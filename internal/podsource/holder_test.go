@@ -205,21 +205,26 @@ func TestSyncRenewsFromTheCache(t *testing.T) {
 	}
 }
 
-// A leader that can no longer take new requests (here: not Ready) keeps its label
-// until its successor has it, so that a Service goes on reaching it meanwhile; a
-// leader that still can (here: handing over to the preferred pod) loses it first, so
-// that two pods that take requests never carry it.
+// A terminating leader keeps its label until its successor has it, so that a
+// Service goes on reaching it while it drains; it can never take new requests
+// again. Any other leader loses it first: one that turned unready may turn Ready
+// again (while no status writer runs, after one died mid-switch), and one still
+// Ready takes requests (here: handing over to the preferred pod). So two pods that
+// take requests never carry it.
 func TestSyncMovesTheLabelInTheOrderThatKeepsOneServingLeader(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		move    func(g *Group, leader, other string)
-		want    func(leader, other string) []string
-		unready bool
+		name string
+		move func(g *Group, leader, other string)
+		want func(leader, other string) []string
+		// change makes the leader unready or terminating.
+		change func(t *testing.T, p *corev1.Pod)
 	}{
+		{"a terminating leader", func(*Group, string, string) {},
+			func(leader, other string) []string { return []string{other + "+", leader + "-"} }, terminate},
 		{"a leader that turned unready", func(*Group, string, string) {},
-			func(leader, other string) []string { return []string{other + "+", leader + "-"} }, true},
+			func(leader, other string) []string { return []string{leader + "-", other + "+"} }, unready},
 		{"a Ready leader handing over", func(g *Group, _, other string) { g.Preferred = other },
-			func(leader, other string) []string { return []string{leader + "-", other + "+"} }, false},
+			func(leader, other string) []string { return []string{leader + "-", other + "+"} }, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, g := setUp(t, "web-a", "web-b")
@@ -229,15 +234,12 @@ func TestSyncMovesTheLabelInTheOrderThatKeepsOneServingLeader(t *testing.T) {
 			}
 			leader := choose(g.Pods, "", "", true)
 			other := map[string]string{"web-a": "web-b", "web-b": "web-a"}[leader]
-			if tc.unready {
+			if tc.change != nil {
 				p := &corev1.Pod{}
 				if err := k8s.Get(ctx, types.NamespacedName{Namespace: g.Lease.Namespace, Name: leader}, p); err != nil {
 					t.Fatal(err)
 				}
-				p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}}
-				if err := k8s.Status().Update(ctx, p); err != nil {
-					t.Fatal(err)
-				}
+				tc.change(t, p)
 			}
 			var pods corev1.PodList
 			if err := k8s.List(ctx, &pods, client.InNamespace(g.Lease.Namespace)); err != nil {
@@ -277,5 +279,33 @@ func TestSyncMovesTheLabelInTheOrderThatKeepsOneServingLeader(t *testing.T) {
 				t.Errorf("label changes %v, want %v", order, want)
 			}
 		})
+	}
+}
+
+func unready(t *testing.T, p *corev1.Pod) {
+	t.Helper()
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse}}
+	if err := k8s.Status().Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// terminate deletes p, which a finalizer keeps terminating until the test ends.
+func terminate(t *testing.T, p *corev1.Pod) {
+	t.Helper()
+	ctx := context.Background()
+	p.Finalizers = append(p.Finalizers, "test.electionmanager.dev/hold")
+	if err := k8s.Update(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cur := &corev1.Pod{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(p), cur); err == nil {
+			cur.Finalizers = nil
+			_ = k8s.Update(ctx, cur)
+		}
+	})
+	if err := k8s.Delete(ctx, p); err != nil {
+		t.Fatal(err)
 	}
 }

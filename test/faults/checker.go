@@ -326,7 +326,7 @@ func checkFrozenChildren(r Records) (out []Violation, afterThaw []time.Duration)
 }
 
 // checkLabels: the leader label is never on two pods of a group that take new
-// requests (Ready, not terminating). A pod that cannot may keep it until its successor
+// requests (Ready, not terminating). A terminating pod may keep it until its successor
 // has it (the Pods source's order, so that a draining leader goes on answering).
 func checkLabels(r Records) []Violation {
 	var out []Violation

@@ -55,8 +55,8 @@ func TestCheckerPassesACleanRun(t *testing.T) {
 	}
 }
 
-// A leader that cannot take new requests (not Ready, or terminating) keeps the label
-// until its successor has it: two labelled pods, one serving, is no violation.
+// Two labelled pods, only one of which takes new requests (a terminating leader keeps
+// the label until its successor has it), is no violation.
 func TestCheckerAllowsADrainingLeaderItsLabel(t *testing.T) {
 	r := clean()
 	r.Labels = append(r.Labels, LabelSample{Group: "web", At: at(10), Pods: []string{"web-0", "web-1"}, Serving: []string{"web-1"}})
