@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -57,13 +52,7 @@ func electorBinaries(t *testing.T) (elector, child string) {
 }
 
 // monoNow is CLOCK_MONOTONIC, the children's clock, in nanoseconds.
-func monoNow() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		panic(err)
-	}
-	return ts.Nano()
-}
+func monoNow() int64 { return testutil.MonoNow() }
 
 // run is one child's life.
 type run struct {
@@ -81,12 +70,9 @@ type run struct {
 
 // children records every child of one test.
 type children struct {
+	*testutil.Children
 	t       *testing.T
-	log     string
-	sock    string
 	offset  int64 // wall clock - monotonic clock, ns
-	mu      sync.Mutex
-	deaths  map[int]int64
 	elector string
 	child   string
 }
@@ -94,50 +80,14 @@ type children struct {
 func newChildren(t *testing.T) *children {
 	t.Helper()
 	elector, child := electorBinaries(t)
-	// A unix socket path is limited to ~100 bytes: t.TempDir's may be longer.
-	dir, err := os.MkdirTemp("", "elector-")
+	c, err := testutil.NewChildren(filepath.Join(t.TempDir(), "children.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	c := &children{t: t, log: filepath.Join(dir, "children.log"), sock: filepath.Join(dir, "watch.sock"),
-		deaths: map[int]int64{}, elector: elector, child: child}
-	c.offset = time.Now().UnixNano() - monoNow()
-	ln, err := net.Listen("unix", c.sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go c.watch(conn)
-		}
-	}()
-	t.Cleanup(c.checkOneAtATime)
-	return c
-}
-
-// watch records when the child on conn dies: the kernel closes its end.
-func (c *children) watch(conn net.Conn) {
-	defer func() { _ = conn.Close() }()
-	r := bufio.NewReader(conn)
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil {
-		return
-	}
-	_, _ = io.Copy(io.Discard, r)
-	at := monoNow()
-	c.mu.Lock()
-	c.deaths[pid] = at
-	c.mu.Unlock()
+	t.Cleanup(c.Close)
+	kids := &children{Children: c, t: t, elector: elector, child: child, offset: time.Now().UnixNano() - monoNow()}
+	t.Cleanup(kids.checkOneAtATime)
+	return kids
 }
 
 // wall converts a monotonic timestamp to wall-clock time.
@@ -145,46 +95,14 @@ func (c *children) wall(mono int64) time.Time { return time.Unix(0, mono+c.offse
 
 // runs reads every child's life so far, in order of start.
 func (c *children) runs() []run {
-	b, err := os.ReadFile(c.log)
-	if err != nil && !os.IsNotExist(err) {
+	runs, err := c.Runs()
+	if err != nil {
 		c.t.Fatal(err)
 	}
-	var out []run
-	byPid := map[int]int{}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 5 {
-			continue
-		}
-		epoch, _ := strconv.Atoi(f[1])
-		at, _ := strconv.ParseInt(f[2], 10, 64)
-		pid, _ := strconv.Atoi(f[4])
-		switch f[0] {
-		case "start":
-			byPid[pid] = len(out)
-			out = append(out, run{holder: f[3], epoch: int32(epoch), pid: pid, start: at})
-		case "ignored":
-			if i, ok := byPid[pid]; ok && out[i].ignored == 0 {
-				out[i].ignored = at
-			}
-		case "stop", "exit":
-			if i, ok := byPid[pid]; ok {
-				out[i].end = at
-			}
-		}
+	out := make([]run, 0, len(runs))
+	for _, r := range runs {
+		out = append(out, run{holder: r.Holder, epoch: r.Epoch, pid: r.Pid, start: r.Start, ignored: r.Ignored, end: r.End})
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i := range out {
-		died, ok := c.deaths[out[i].pid]
-		switch {
-		case !ok:
-			out[i].end = 0 // it wrote its last line but still lives
-		case out[i].end == 0:
-			out[i].end = died
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].start < out[j].start })
 	return out
 }
 
@@ -217,11 +135,7 @@ func (c *children) waitRun(timeout time.Duration, what string, cond func(run) bo
 // waitDeath waits until the child pid has died and returns when (its run's end).
 func (c *children) waitDeath(pid int, timeout time.Duration) int64 {
 	c.t.Helper()
-	poll(c.t, timeout, fmt.Sprintf("child %d dead", pid), func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.deaths[pid] != 0
-	})
+	poll(c.t, timeout, fmt.Sprintf("child %d dead", pid), func() bool { return c.Dead(pid) })
 	for _, r := range c.runs() {
 		if r.pid == pid {
 			return r.end
@@ -284,7 +198,7 @@ func (c *cluster) startElector(kids *children, a electorArgs) *elector {
 	case a.command != nil:
 		args = append(append(args, "--"), a.command...)
 	case a.child != nil:
-		args = append(append(args, "--", kids.child, "-log", kids.log, "-watch", kids.sock), a.child...)
+		args = append(append(args, "--", kids.child, "-log", kids.Log, "-watch", kids.Sock), a.child...)
 	}
 	name := a.id
 	if name == "" {

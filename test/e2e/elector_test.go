@@ -278,7 +278,7 @@ func TestElectorRefusesNamingTheProblem(t *testing.T) {
 	})
 	c.group("open", external)
 	nobody := impersonatingKubeconfig(t, "system:serviceaccount:"+c.namespace+":nobody")
-	child := []string{"--", kids.child, "-log", kids.log}
+	child := []string{"--", kids.child, "-log", kids.Log}
 	for _, tc := range []struct {
 		name string
 		args []string

@@ -112,7 +112,7 @@ func (s *System) startSlot(ctx context.Context, sl *slot) error {
 	default:
 		bin = s.bins.Elector
 		args = []string{"--kubeconfig", sl.kubeconfig, "--id", id, "--namespace", namespace, "--zap-time-encoding=rfc3339nano",
-			"--group", "ext", "--", s.bins.Child, "-log", s.children.log, "-watch", s.children.sock}
+			"--group", "ext", "--", s.bins.Child, "-log", s.children.Log, "-watch", s.children.Sock}
 	}
 	p, err := s.startProc(id, bin, args)
 	if err != nil {

@@ -13,9 +13,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"regexp"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -211,44 +208,6 @@ func ParseIntervals(party string, log []byte, leases map[string]string, diedAt t
 	for _, i := range open {
 		out[i].End, out[i].Open = diedAt, true
 	}
-	return out
-}
-
-// ParseRuns reads the children's records (test/e2e/testdata/elector-child's lines
-// "start|stop|exit EPOCH MONO HOLDER PID", MONO being CLOCK_MONOTONIC ns), with
-// deaths (pid → MONO) seen on their watch sockets, for group. offset converts the
-// monotonic clock to wall-clock time (wall - mono).
-func ParseRuns(group string, log []byte, deaths map[int]int64, offset int64) []Run {
-	var out []Run
-	ends := map[int]int64{}
-	byPid := map[int]int{}
-	for _, line := range strings.Split(strings.TrimSpace(string(log)), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 5 {
-			continue
-		}
-		epoch, _ := strconv.Atoi(f[1])
-		at, _ := strconv.ParseInt(f[2], 10, 64)
-		pid, _ := strconv.Atoi(f[4])
-		switch f[0] {
-		case "start":
-			byPid[pid] = len(out)
-			out = append(out, Run{Group: group, Holder: f[3], Epoch: int32(epoch), Pid: pid, Start: time.Unix(0, at+offset)})
-		case "stop", "exit":
-			ends[pid] = at
-		}
-	}
-	for i := range out {
-		died, dead := deaths[out[i].Pid]
-		if !dead {
-			continue // it may have written its stop line, but it lives
-		}
-		if end, ok := ends[out[i].Pid]; ok {
-			died = end // its own record is earlier than the socket's EOF
-		}
-		out[i].End = time.Unix(0, died+offset)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out
 }
 

@@ -94,7 +94,7 @@ type System struct {
 	faults   []Fault
 	problems []Violation
 	watch    *watches
-	children *children
+	children *testutil.Children
 	claimed  map[string]bool
 	ready    map[string]bool // pods the suite set Ready
 	baseline leakBaseline
@@ -128,7 +128,7 @@ func Start(ctx context.Context, dir string, bins Binaries, logf func(string, ...
 	if s.children, err = newChildren(dir); err != nil {
 		return s, err
 	}
-	s.offset = time.Now().UnixNano() - monoNow()
+	s.offset = time.Now().UnixNano() - testutil.MonoNow()
 	for _, spec := range groupSpecs {
 		g := &Group{Name: spec.name, Lease: namespace + "/" + spec.name, Source: spec.source, Timings: []Timings{spec.timings}}
 		s.groups[spec.name] = g
@@ -346,7 +346,7 @@ func (s *System) Stop() {
 		s.watch.stop()
 	}
 	if s.children != nil {
-		s.children.close()
+		s.children.Close()
 	}
 	if s.cp != nil {
 		_ = s.cp.Stop()
@@ -376,7 +376,7 @@ func (s *System) Records(slack time.Duration) Records {
 			r.Problems = append(r.Problems, Violation{Check: "panic", At: p.diedAt, Detail: p.id + ": " + line})
 		}
 	}
-	r.Runs = s.children.runs(s.offset)
+	r.Runs = childRuns(s.children, s.offset)
 	r.Leases, r.Statuses, r.Labels = s.watch.records()
 	return r
 }
