@@ -82,17 +82,19 @@ func TestElectorSickLeaderStepsDown(t *testing.T) {
 		t.Errorf("/leader on the sick elector: %+v, want a stepDown saying why, for %s", v, backoff)
 	}
 	// In this order: the child goes while the term is still held, then the term
-	// ends, then the release.
-	out, at := electors[first.holder].Output(), 0
+	// ends, then the release. Judged by the times the lines carry: two goroutines'
+	// lines can reach the log in the other order.
+	out := electors[first.holder].Output()
+	var prev time.Time
 	for _, want := range []string{`"msg":"Child unhealthy: stepping down"`, `"msg":"Child exited"`,
 		`"msg":"Stopped leading","lease":"` + c.namespace + `/work","identity":"` + first.holder + `","reason":"Stepping down"`,
 		`"msg":"Released lease"`, `"msg":"Not campaigning until the step-down's back-off ends"`} {
-		i := strings.Index(out[at:], want)
-		if i < 0 {
+		at, ok := loggedAt(out, want)
+		if !ok || at.Before(prev) {
 			t.Errorf("the sick elector's log does not say %s after what came before:\n%s", want, out)
 			break
 		}
-		at += i
+		prev = at
 	}
 
 	// The other leaves at once, releasing the Lease; the first, healthy again,
@@ -118,4 +120,21 @@ func TestElectorSickLeaderStepsDown(t *testing.T) {
 	if after > backoff+retryPeriod+slack {
 		t.Errorf("the first took the Lease back %s after stepping down, want soon after its back-off %s", after, backoff)
 	}
+}
+
+// loggedAt is the time of the first line of a JSON log that contains want.
+func loggedAt(out, want string) (time.Time, bool) {
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, want) {
+			continue
+		}
+		var l struct {
+			TS time.Time `json:"ts"`
+		}
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			return time.Time{}, false
+		}
+		return l.TS, true
+	}
+	return time.Time{}, false
 }
