@@ -2,9 +2,12 @@ package testutil
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"k8s.io/client-go/rest"
 )
@@ -55,6 +58,8 @@ type FaultProxy struct {
 	conns  map[*proxyConn]struct{}
 	closed bool
 	wg     sync.WaitGroup
+	// delay holds back what the server sends (nanoseconds): a slow server.
+	delay atomic.Int64
 }
 
 // proxyConn is one client connection and, unless it was accepted while
@@ -148,6 +153,10 @@ func (c *proxyConn) enter(m ProxyMode) {
 	}
 }
 
+// SetDelay makes every response arrive d later than the server sent it, in order
+// and without limiting throughput: a server that answers slowly. Zero: no delay.
+func (p *FaultProxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
+
 // Close stops listening and closes every connection.
 func (p *FaultProxy) Close() {
 	p.mu.Lock()
@@ -203,7 +212,12 @@ func (p *FaultProxy) serve(c *proxyConn) {
 	done := make(chan struct{}, 2)
 	go func() { c.pump(c.upstream, c.client, true); done <- struct{}{} }()
 	if c.upstream != nil {
-		go func() { c.pump(c.client, c.upstream, false); done <- struct{}{} }()
+		go func() {
+			line := newDelayLine(c.client, &p.delay)
+			c.pump(line, c.upstream, false)
+			line.close()
+			done <- struct{}{}
+		}()
 	}
 	<-done
 	c.reset()
@@ -215,9 +229,58 @@ func (p *FaultProxy) serve(c *proxyConn) {
 	p.mu.Unlock()
 }
 
+// delayLine writes to a connection what it is given, each chunk delay after it was
+// given: a queue, so that delays do not add up, and order is kept.
+type delayLine struct {
+	dst     net.Conn
+	delay   *atomic.Int64
+	queue   chan delayedChunk
+	pending atomic.Int64 // chunks given and not yet written
+	failed  atomic.Bool
+}
+
+type delayedChunk struct {
+	due  time.Time
+	data []byte
+}
+
+func newDelayLine(dst net.Conn, delay *atomic.Int64) *delayLine {
+	d := &delayLine{dst: dst, delay: delay, queue: make(chan delayedChunk, 4096)}
+	go d.run()
+	return d
+}
+
+func (d *delayLine) run() {
+	for ch := range d.queue {
+		time.Sleep(time.Until(ch.due))
+		if !d.failed.Load() {
+			if _, err := d.dst.Write(ch.data); err != nil {
+				d.failed.Store(true)
+			}
+		}
+		d.pending.Add(-1)
+	}
+}
+
+func (d *delayLine) Write(b []byte) (int, error) {
+	if d.failed.Load() {
+		return 0, net.ErrClosed
+	}
+	delay := time.Duration(d.delay.Load())
+	if delay == 0 && d.pending.Load() == 0 {
+		return d.dst.Write(b)
+	}
+	d.pending.Add(1)
+	d.queue <- delayedChunk{due: time.Now().Add(delay), data: append([]byte(nil), b...)}
+	return len(b), nil
+}
+
+// close stops the line once the one writer is done with it.
+func (d *delayLine) close() { close(d.queue) }
+
 // pump copies src to dst (nil dst: drop everything), dropping bytes once the
 // connection drops that direction (requests: client to server).
-func (c *proxyConn) pump(dst, src net.Conn, requests bool) {
+func (c *proxyConn) pump(dst io.Writer, src net.Conn, requests bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)

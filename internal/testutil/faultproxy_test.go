@@ -98,3 +98,63 @@ func TestResponseLostAppliesTheRequestAndDropsTheAnswer(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// SetDelay: every answer arrives the delay late, answers to concurrent requests do
+// not wait for each other, and without a delay the connection is as before.
+func TestDelayHoldsBackAnswersWithoutQueueingThem(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	p, err := StartFaultProxy(srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	tlsConfig := srv.Client().Transport.(*http.Transport).TLSClientConfig
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, ForceAttemptHTTP2: true}, Timeout: 10 * time.Second}
+	t.Cleanup(c.CloseIdleConnections)
+	get := func() error {
+		resp, err := c.Get("https://" + p.Addr() + "/")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		if b, _ := io.ReadAll(resp.Body); string(b) != "ok" {
+			return errors.New("answer " + string(b))
+		}
+		return nil
+	}
+	if err := get(); err != nil { // the connection is open before the delay
+		t.Fatal(err)
+	}
+
+	const delay = 300 * time.Millisecond
+	p.SetDelay(delay)
+	start := time.Now()
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() { errs <- get() }()
+	}
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One request's answer comes a delay late; ten at once, not ten delays late
+	// (the bound leaves room for a loaded machine).
+	if took := time.Since(start); took < delay || took > 5*delay {
+		t.Fatalf("10 concurrent requests took %s with a %s delay: want at least the delay and far less than 10 of them", took, delay)
+	}
+
+	p.SetDelay(0)
+	start = time.Now()
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= delay {
+		t.Fatalf("a request took %s after the delay was lifted", took)
+	}
+}
