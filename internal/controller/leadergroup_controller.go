@@ -63,6 +63,7 @@ type LeaderGroupReconciler struct {
 	presence *presence
 	expiry   *expiryWatch
 	own      *ownWrites
+	turns    *statusTurns
 	queue    atomic.Pointer[workqueue.TypedRateLimitingInterface[reconcile.Request]]
 }
 
@@ -106,8 +107,14 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	in, later := r.observe(group, lease, plan, pods)
 	status, events := computeStatus(in)
-	if err := r.writeStatus(ctx, group, status, events); err != nil {
-		return ctrl.Result{}, err
+	if !equality.Semantic.DeepEqual(group.Status, status) {
+		if wait := r.turns.take(req.NamespacedName); wait > 0 {
+			// The API server is strained: the group's changes gather until its turn.
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
+		if err := r.writeStatus(ctx, group, status, events); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	if later.expires {
 		r.expiry.group(lease, group.Spec.LeaseDuration.Duration, req.NamespacedName)
@@ -120,6 +127,7 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 func (r *LeaderGroupReconciler) forget(ctx context.Context, group types.NamespacedName) error {
 	r.Electors.Stop(group.String())
 	r.own.forget(group)
+	r.turns.forget(group)
 	forgetGroupMetrics(group.Namespace, group.Name)
 	if !r.Writer.IsLeader() {
 		return nil
@@ -239,17 +247,17 @@ func (r *LeaderGroupReconciler) observe(group *v1alpha1.LeaderGroup, lease types
 	return in, next
 }
 
-// writeStatus writes status once, only if it changed, then records the events and
+// writeStatus writes the changed status once (its turn taken), then records the events and
 // metrics it implies. The optimistic lock keeps a writer that just lost the
 // manager's lock from overwriting the history its successor wrote.
 func (r *LeaderGroupReconciler) writeStatus(ctx context.Context, group *v1alpha1.LeaderGroup, status v1alpha1.LeaderGroupStatus, events []event) error {
-	if equality.Semantic.DeepEqual(group.Status, status) {
-		return nil
-	}
 	prev, base := group.Status, group.ResourceVersion
 	patch := client.MergeFromWithOptions(group.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	group.Status = status
-	if err := r.Status().Patch(ctx, group, patch); err != nil {
+	sent := r.Clock.Now()
+	err := r.Status().Patch(ctx, group, patch)
+	r.turns.done(r.Clock.Now().Sub(sent))
+	if err != nil {
 		return fmt.Errorf("writing the status: %w", err)
 	}
 	r.own.wrote(group, base)
@@ -272,6 +280,7 @@ func (r *LeaderGroupReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}
 	r.presence = newPresence(r.Writer.Config().Lease, r.Leases.Tracker(), r.Leases.Get, r.Writer.Config().LeaseDuration)
 	r.own = newOwnWrites()
+	r.turns = newStatusTurns(r.Electors.Strained, r.Clock)
 	r.expiry = newExpiryWatch(r.Leases.Tracker(), r.Leases.Get, clock.RealClock{}, r.wake)
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.LeaderGroup{}, leaseIndex, func(o client.Object) []string {
 		return []string{groups.Lease(o.(*v1alpha1.LeaderGroup)).String()}
@@ -284,6 +293,9 @@ func (r *LeaderGroupReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}
 	if err := mgr.Add(manager.RunnableFunc(r.collect)); err != nil {
 		return fmt.Errorf("adding the presence collector: %w", err)
+	}
+	if err := mgr.Add(manager.RunnableFunc(r.releaseTurns)); err != nil {
+		return fmt.Errorf("adding the status turns: %w", err)
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.LeaderGroup{}, builder.WithPredicates(

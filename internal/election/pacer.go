@@ -65,6 +65,17 @@ func (p *pacer) interval(cfg *Config) time.Duration {
 	return rp + (cfg.Timings().SlowestRenewal()-rp)*time.Duration(stretch)/fullStretch
 }
 
+// strained tells whether renewals are being spaced out: the API server answers
+// slowly, and other writes of the process should yield to renewals.
+func (p *pacer) strained() bool {
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stretch > 0
+}
+
 // observe counts a renewal that took latency from its send time and ended with err.
 // A throttled (429) or timed-out renewal is slow; a conflict or a missing Lease
 // says nothing about the server's load.

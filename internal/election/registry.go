@@ -44,6 +44,10 @@ func NewRegistry(client coordinationv1client.LeasesGetter, leases *LeaseInformer
 	return &Registry{client: client, leases: leases, logger: logger, opts: opts, electors: map[string]*Elector{}}
 }
 
+// Strained tells whether the registry's electors are spacing out their renewals
+// because the API server answers slowly: the process's other writes should wait.
+func (r *Registry) Strained() bool { return r.opts.pace.strained() }
+
 // Ensure makes the elector for key run with cfg:
 //   - none runs: a new one starts with cb;
 //   - one runs for the same Lease and Identity: it takes cfg for its next write, so
