@@ -73,6 +73,9 @@ func (s *statusTurns) take(group types.NamespacedName) time.Duration {
 			return s.spacing // its turn came, but the last write is still out
 		}
 		delete(s.turns, group)
+	} else {
+		// Turns handed out in an earlier strain say nothing about the next one.
+		s.next = time.Time{}
 	}
 	s.writing++
 	return 0

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -78,5 +79,28 @@ func TestTheFirstTurnWaitsForAWriteStartedBeforeTheStrain(t *testing.T) {
 	s.done(time.Second)
 	if w := s.take(b); w != 0 {
 		t.Fatalf("b after a's write: wait %s, want none", w)
+	}
+}
+
+// Turns handed out while strained do not carry over into the next strain: a group
+// then waits behind the groups waiting then, not behind those of an earlier one.
+func TestANewStrainStartsWithTheNextTurnNow(t *testing.T) {
+	var strained atomic.Bool
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	s := newStatusTurns(strained.Load, clk)
+	s.take(types.NamespacedName{Name: "first"})
+	s.done(time.Second)
+	strained.Store(true)
+	for i := range 100 {
+		s.take(types.NamespacedName{Name: fmt.Sprint(i)}) // the first writes; the others' turns are up to 99s away
+	}
+	s.done(time.Second)
+	strained.Store(false)
+	s.released()
+	s.take(types.NamespacedName{Name: "between"})
+	s.done(time.Second)
+	strained.Store(true)
+	if w := s.take(types.NamespacedName{Name: "a"}); w != 0 {
+		t.Fatalf("the first group of a new strain waits %s, want none", w)
 	}
 }
