@@ -40,6 +40,8 @@ type pendingWrite struct {
 type writeResult struct {
 	lease *coordinationv1.Lease
 	err   error
+	// queued: the write waited for a write slot, every one busy.
+	queued bool
 }
 
 // loop is the state only the elector's goroutine touches.
@@ -279,12 +281,13 @@ func (l *loop) startWrite(ctx context.Context, kind writeKind, lease *coordinati
 			slotCtx, cancelSlot = context.WithTimeout(wctx, deadline.Sub(sent)/2)
 			defer cancelSlot()
 		}
-		release, err := slots.take(slotCtx, kind)
+		release, queued, err := slots.take(slotCtx, kind)
 		if err != nil {
-			w.result <- writeResult{err: err}
+			w.result <- writeResult{err: err, queued: queued}
 			return
 		}
 		defer release()
+		r.queued = queued
 		if kind == writeCreate {
 			r.lease, r.err = leases.Create(wctx, lease, metav1.CreateOptions{})
 		} else {
@@ -303,7 +306,7 @@ func (l *loop) finish(r writeResult) {
 	now := e.clock.Now()
 
 	if w.kind == writeRenew {
-		e.pace.observe(cfg, now.Sub(w.sent), r.err)
+		e.pace.observe(cfg, now.Sub(w.sent), r.queued, r.err)
 		leading, until := e.leadingState()
 		if leading && reached(now, until) {
 			l.lose("No successful renewal within renewDeadline")

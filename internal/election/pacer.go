@@ -40,13 +40,16 @@ const (
 	slowShare = 0.1
 	// Past slowWindowShare of slow renewals in a window the stretch grows by
 	// paceUp; below calmWindowShare it shrinks by paceDown (in between it holds):
-	// from none to full in 4 windows, from full back to retryPeriod in 10. A rare
-	// slow renewal (a GC pause) must not hold a busy process stretched forever.
+	// from none to full in 4 windows, from full back to retryPeriod in 20. A rare
+	// slow renewal (a GC pause) must not hold a busy process stretched forever;
+	// but coming back fast overshoots: at 3,000 groups the load grew faster than
+	// overload showed, and renewals went back to every retryPeriod into a server
+	// that could not take them.
 	slowWindowShare = 0.1
 	calmWindowShare = 0.02
 	fullStretch     = 20
 	paceUp          = 5
-	paceDown        = 2
+	paceDown        = 1
 )
 
 func newPacer(clk clock.PassiveClock, logger klog.Logger) *pacer {
@@ -76,14 +79,17 @@ func (p *pacer) strained() bool {
 	return p.stretch > 0
 }
 
-// observe counts a renewal that took latency from its send time and ended with err.
-// A throttled (429) or timed-out renewal is slow; a conflict or a missing Lease
-// says nothing about the server's load.
-func (p *pacer) observe(cfg *Config, latency time.Duration, err error) {
+// observe counts a renewal that took latency from its send time, waited for a
+// write slot (queued) or not, and ended with err. A throttled (429) or timed-out
+// renewal is slow, and so is one that found every write slot busy: the server is
+// not keeping up with the process's writes, the earliest sign of overload, long
+// before latency alone shows it. A conflict or a missing Lease says nothing about
+// the server's load.
+func (p *pacer) observe(cfg *Config, latency time.Duration, queued bool, err error) {
 	if p == nil || apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		return
 	}
-	slow := err != nil || latency > time.Duration(slowShare*float64(cfg.RenewDeadline))
+	slow := err != nil || queued || latency > time.Duration(slowShare*float64(cfg.RenewDeadline))
 	now := p.clock.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -23,7 +23,7 @@ import (
 func renewEvery(p *pacer, clk *clocktesting.FakeClock, cfg *Config, n int, latency time.Duration, err error) {
 	for range n {
 		clk.Step(paceWindow / time.Duration(n))
-		p.observe(cfg, latency, err)
+		p.observe(cfg, latency, false, err)
 	}
 }
 
@@ -61,9 +61,9 @@ func TestPacerSpacesRenewalsOutWhileTheServerIsSlowAndComesBack(t *testing.T) {
 	for i := range 50 {
 		clk.Step(paceWindow / 50)
 		if i%2 == 0 {
-			p.observe(cfg, 900*time.Millisecond, conflict)
+			p.observe(cfg, 900*time.Millisecond, false, conflict)
 		} else {
-			p.observe(cfg, 20*time.Millisecond, nil)
+			p.observe(cfg, 20*time.Millisecond, false, nil)
 		}
 	}
 	if got := p.interval(cfg); got >= slowest {
@@ -71,19 +71,23 @@ func TestPacerSpacesRenewalsOutWhileTheServerIsSlowAndComesBack(t *testing.T) {
 	}
 
 	// Fast again, but for one slow renewal in a hundred (a GC pause): back to
-	// retryPeriod within ten windows.
-	for range 10 {
+	// retryPeriod within twenty windows, one step at a time.
+	for i := range 20 {
+		before := p.interval(cfg)
 		for i := range 100 {
 			clk.Step(paceWindow / 100)
 			latency := 20 * time.Millisecond
 			if i == 50 {
 				latency = time.Second
 			}
-			p.observe(cfg, latency, nil)
+			p.observe(cfg, latency, false, nil)
+		}
+		if got, step := p.interval(cfg), (slowest-cfg.RetryPeriod)/fullStretch; before > cfg.RetryPeriod && before-got > step {
+			t.Fatalf("fast window %d: interval went from %s to %s, more than one step (%s)", i, before, got, step)
 		}
 	}
 	if got := p.interval(cfg); got != cfg.RetryPeriod {
-		t.Fatalf("after 10 fast windows: interval %s, want retryPeriod %s", got, cfg.RetryPeriod)
+		t.Fatalf("after 20 fast windows: interval %s, want retryPeriod %s", got, cfg.RetryPeriod)
 	}
 }
 
@@ -106,9 +110,9 @@ func TestPacerTreatsThrottlingAndTimeoutsAsSlow(t *testing.T) {
 		for i := range 10 {
 			clk.Step(paceWindow / 10)
 			if i < 9 {
-				p.observe(cfg, 10*time.Millisecond, nil)
+				p.observe(cfg, 10*time.Millisecond, false, nil)
 			} else {
-				p.observe(cfg, slow, err)
+				p.observe(cfg, slow, false, err)
 			}
 		}
 		if got := p.interval(cfg); got <= cfg.RetryPeriod {
@@ -120,7 +124,7 @@ func TestPacerTreatsThrottlingAndTimeoutsAsSlow(t *testing.T) {
 func TestWithoutAPacerElectorsRenewEveryRetryPeriod(t *testing.T) {
 	var p *pacer
 	cfg := &Config{LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
-	p.observe(cfg, time.Minute, nil)
+	p.observe(cfg, time.Minute, false, nil)
 	if got := p.interval(cfg); got != cfg.RetryPeriod {
 		t.Fatalf("interval %s, want retryPeriod", got)
 	}
@@ -214,10 +218,25 @@ func TestALeaderRenewsLessOftenWhileTheServerIsSlowAndKeepsLeading(t *testing.T)
 	eventually(t, 5*time.Second, "the failed renewal", func() bool { return a.requests.failPuts.Load() < 0 })
 	phase("slow server, after a failed renewal", 10*time.Second, 2100*time.Millisecond, 2500*time.Millisecond)
 	a.requests.putDelay.Store(0)
-	// Back to retryPeriod after 10 windows without a slow renewal.
-	phase("fast again", 25*time.Second, 900*time.Millisecond, 1300*time.Millisecond)
+	// Back to retryPeriod after 20 windows without a slow renewal.
+	phase("fast again", 35*time.Second, 900*time.Millisecond, 1300*time.Millisecond)
 
 	if terms := rec.terms(key.String()); len(terms) != 1 || !e.IsLeader() {
 		t.Fatalf("leadership was lost while renewals were slow: terms %v", terms)
+	}
+}
+
+// A renewal that found every write slot busy is slow however fast the server then
+// answered it: the process has more writes than the server takes.
+func TestPacerTreatsARenewalThatWaitedForASlotAsSlow(t *testing.T) {
+	cfg := &Config{LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
+	clk := clocktesting.NewFakeClock(time.Unix(1_000_000, 0))
+	p := newPacer(clk, klog.Background())
+	for i := range 10 {
+		clk.Step(paceWindow / 10)
+		p.observe(cfg, 10*time.Millisecond, i == 9, nil)
+	}
+	if got := p.interval(cfg); got <= cfg.RetryPeriod {
+		t.Errorf("interval %s, want it spaced out beyond retryPeriod", got)
 	}
 }

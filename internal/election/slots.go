@@ -16,38 +16,49 @@ func newWriteSlots(n int) *writeSlots {
 	return &writeSlots{all: make(chan struct{}, n), acquisitions: make(chan struct{}, max(1, n*3/4))}
 }
 
-// take waits for a slot for a write of kind, and returns what gives it back; an
-// error when ctx ends first. A nil writeSlots has room for every write.
-func (s *writeSlots) take(ctx context.Context, kind writeKind) (release func(), err error) {
+// take waits for a slot for a write of kind, and returns what gives it back and
+// whether it had to wait: every slot busy means the server is not keeping up with
+// the process's writes. An error when ctx ends first. A nil writeSlots has room for
+// every write.
+func (s *writeSlots) take(ctx context.Context, kind writeKind) (release func(), waited bool, err error) {
 	if s == nil {
-		return func() {}, nil
+		return func() {}, false, nil
 	}
 	var acquiring chan struct{}
 	if kind != writeRenew {
 		acquiring = s.acquisitions
-		if err := put(ctx, acquiring); err != nil {
-			return nil, err
+		w, err := put(ctx, acquiring)
+		if err != nil {
+			return nil, true, err
 		}
+		waited = w
 	}
-	if err := put(ctx, s.all); err != nil {
+	w, err := put(ctx, s.all)
+	if err != nil {
 		if acquiring != nil {
 			<-acquiring
 		}
-		return nil, err
+		return nil, true, err
 	}
 	return func() {
 		<-s.all
 		if acquiring != nil {
 			<-acquiring
 		}
-	}, nil
+	}, waited || w, nil
 }
 
-func put(ctx context.Context, c chan struct{}) error {
+// put takes a place in c, and tells whether it had to wait for one.
+func put(ctx context.Context, c chan struct{}) (waited bool, err error) {
 	select {
 	case c <- struct{}{}:
-		return nil
+		return false, nil
+	default:
+	}
+	select {
+	case c <- struct{}{}:
+		return true, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return true, ctx.Err()
 	}
 }
