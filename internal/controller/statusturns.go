@@ -58,19 +58,19 @@ func (s *statusTurns) take(group types.NamespacedName) time.Duration {
 	defer s.mu.Unlock()
 	if strained {
 		turn, ok := s.turns[group]
-		if !ok {
-			turn = s.next
-			if turn.Before(now) {
-				turn = now
+		if !ok || (!now.Before(turn) && s.writing > 0) {
+			// A new turn: the first free one, or, when its turn came while the last
+			// write was still out (the spacing was short), the next free one after
+			// that write; waiting groups never poll.
+			turn = latest(s.next, now)
+			if s.writing > 0 {
+				turn = latest(turn, now.Add(s.spacing))
 			}
 			s.next = turn.Add(s.spacing)
 			s.turns[group] = turn
 		}
-		switch {
-		case now.Before(turn):
+		if now.Before(turn) {
 			return turn.Sub(now)
-		case s.writing > 0:
-			return s.spacing // its turn came, but the last write is still out
 		}
 		delete(s.turns, group)
 	} else {
@@ -79,6 +79,13 @@ func (s *statusTurns) take(group types.NamespacedName) time.Duration {
 	}
 	s.writing++
 	return 0
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // done ends a status write that took latency; that spaces the next turns.

@@ -33,27 +33,30 @@ func TestStatusWritesTakeTurnsOnlyWhileTheServerIsStrained(t *testing.T) {
 	take(a, 0)
 	take(b, 250*time.Millisecond)
 	take(c, 500*time.Millisecond)
-	// b's turn comes while a's write is still out: one at a time.
+	// b's turn comes while a's write is still out: one at a time, so b takes the
+	// next free turn, after c's, and is not asked again before it.
 	clk.SetTime(clk.Now().Add(250 * time.Millisecond))
-	take(b, 250*time.Millisecond)
+	take(b, 500*time.Millisecond)
 	s.done(300 * time.Millisecond)
-	take(b, 0)
-	s.done(300 * time.Millisecond)
-	// Taken turns are gone: a's next change waits behind c.
-	take(a, 500*time.Millisecond)
-
-	// The spacing stays within bounds: a write that timed out does not stop status.
 	clk.SetTime(clk.Now().Add(250 * time.Millisecond))
 	take(c, 0)
-	s.done(time.Minute)
-	if s.spacing != maxStatusSpacing {
-		t.Fatalf("spacing %s after a minute-long write, want %s", s.spacing, maxStatusSpacing)
-	}
+	s.done(300 * time.Millisecond)
+	// Taken turns are gone: a's next change waits behind b.
+	take(a, 500*time.Millisecond)
+	clk.SetTime(clk.Now().Add(250 * time.Millisecond))
+	take(b, 0)
+	s.done(300 * time.Millisecond)
 
 	if got := s.released(); got != nil {
 		t.Fatalf("released %v while strained", got)
 	}
 	strained.Store(false)
+	// The spacing stays within bounds: a write that timed out does not stop status.
+	take(c, 0)
+	s.done(time.Minute)
+	if s.spacing != maxStatusSpacing {
+		t.Fatalf("spacing %s after a minute-long write, want %s", s.spacing, maxStatusSpacing)
+	}
 	if got := s.released(); !slices.Equal(got, []types.NamespacedName{a}) {
 		t.Fatalf("released %v when the strain ended, want the waiting a", got)
 	}
@@ -77,8 +80,9 @@ func TestTheFirstTurnWaitsForAWriteStartedBeforeTheStrain(t *testing.T) {
 		t.Fatal("b wrote while a's write was still out")
 	}
 	s.done(time.Second)
+	clk.SetTime(clk.Now().Add(time.Second))
 	if w := s.take(b); w != 0 {
-		t.Fatalf("b after a's write: wait %s, want none", w)
+		t.Fatalf("b at its turn, a's write done: wait %s, want none", w)
 	}
 }
 

@@ -90,7 +90,7 @@ func TestStatusWritesTakeTurnsWhileTheServerIsSlow(t *testing.T) {
 
 	// The strain ends: renewals and status writes go at full pace again.
 	m.proxy.SetDelay(0)
-	m.WaitForOutput(t, "Renewing every retryPeriod again", 30*time.Second)
+	m.WaitForOutput(t, "Renewing every retryPeriod again", time.Minute)
 }
 
 // writeForeignTerm writes the Lease as a client-go elector would for a new term.
