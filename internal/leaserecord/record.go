@@ -13,7 +13,6 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -109,11 +108,26 @@ func Duration(l *coordinationv1.Lease, fallback time.Duration) time.Duration {
 // SameRecord compares the election record (the spec) the way client-go compares its
 // raw record: a change of metadata alone (labels, annotations, managedFields) is not
 // a sign of life from the holder and must not delay a takeover.
+// Field by field, not by reflection: every follower compares every renewal it
+// sees, and at thousands of groups reflection was a tenth of a manager's CPU.
 func SameRecord(a, b *coordinationv1.Lease) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return apiequality.Semantic.DeepEqual(a.Spec, b.Spec)
+	x, y := &a.Spec, &b.Spec
+	return ptr.Equal(x.HolderIdentity, y.HolderIdentity) && ptr.Equal(x.LeaseDurationSeconds, y.LeaseDurationSeconds) &&
+		sameTime(x.AcquireTime, y.AcquireTime) && sameTime(x.RenewTime, y.RenewTime) &&
+		ptr.Equal(x.LeaseTransitions, y.LeaseTransitions) && ptr.Equal(x.Strategy, y.Strategy) &&
+		ptr.Equal(x.PreferredHolder, y.PreferredHolder)
+}
+
+// sameTime compares as the API's semantic equality does: the instant, not its
+// representation.
+func sameTime(a, b *metav1.MicroTime) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Time.Equal(b.Time)
 }
 
 // Writer is the party a write is made for: the identity that holds the Lease after

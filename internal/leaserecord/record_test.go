@@ -1,12 +1,14 @@
 package leaserecord
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
 )
@@ -233,5 +235,43 @@ func TestHandoverLapseIsRemembered(t *testing.T) {
 	}
 	if Start(lapsed) != v1alpha1.StartAfterRelease || HandedOverTo(lapsed) != "" {
 		t.Errorf("the term after a lapse: start %s, handover-to %q; want AfterRelease, none", Start(lapsed), HandedOverTo(lapsed))
+	}
+}
+
+// SameRecord compares every field of the election record, and only those: a
+// change to any one of them is a sign of life, metadata is not, and two instants
+// written differently are the same.
+func TestSameRecordComparesEveryFieldOfTheRecord(t *testing.T) {
+	base := func() *coordinationv1.Lease {
+		at := metav1.NewMicroTime(t0)
+		strategy := coordinationv1.OldestEmulationVersion
+		return &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("a"), LeaseDurationSeconds: ptr.To(int32(15)),
+			AcquireTime: &at, RenewTime: &at, LeaseTransitions: ptr.To(int32(3)), Strategy: &strategy, PreferredHolder: ptr.To("b")}}
+	}
+	changes := map[string]func(*coordinationv1.LeaseSpec){
+		"HolderIdentity":       func(s *coordinationv1.LeaseSpec) { s.HolderIdentity = ptr.To("c") },
+		"LeaseDurationSeconds": func(s *coordinationv1.LeaseSpec) { s.LeaseDurationSeconds = nil },
+		"AcquireTime":          func(s *coordinationv1.LeaseSpec) { s.AcquireTime = &metav1.MicroTime{Time: t0.Add(time.Microsecond)} },
+		"RenewTime":            func(s *coordinationv1.LeaseSpec) { s.RenewTime = nil },
+		"LeaseTransitions":     func(s *coordinationv1.LeaseSpec) { s.LeaseTransitions = ptr.To(int32(4)) },
+		"Strategy":             func(s *coordinationv1.LeaseSpec) { s.Strategy = nil },
+		"PreferredHolder":      func(s *coordinationv1.LeaseSpec) { s.PreferredHolder = ptr.To("c") },
+	}
+	// A field added to LeaseSpec in a later API must be added here and to SameRecord.
+	if n := reflect.TypeOf(coordinationv1.LeaseSpec{}).NumField(); n != len(changes) {
+		t.Fatalf("LeaseSpec has %d fields, the test covers %d", n, len(changes))
+	}
+	for field, change := range changes {
+		l := base()
+		change(&l.Spec)
+		if SameRecord(base(), l) {
+			t.Errorf("a change of %s is not a change of the record", field)
+		}
+	}
+	other := base()
+	other.Annotations = map[string]string{"x": "y"}
+	other.Spec.RenewTime = &metav1.MicroTime{Time: t0.In(time.FixedZone("elsewhere", 3600))}
+	if !SameRecord(base(), other) || !SameRecord(nil, nil) || SameRecord(base(), nil) {
+		t.Error("metadata, an instant's representation or nil compared wrong")
 	}
 }
