@@ -107,19 +107,27 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	in, later := r.observe(group, lease, plan, pods)
 	status, events := computeStatus(in)
+	var turnIn time.Duration
 	if !equality.Semantic.DeepEqual(group.Status, status) {
-		if wait := r.turns.take(req.NamespacedName); wait > 0 {
-			// The API server is strained: the group's changes gather until its turn.
-			return ctrl.Result{RequeueAfter: wait}, nil
-		}
-		if err := r.writeStatus(ctx, group, status, events); err != nil {
-			return ctrl.Result{}, err
+		// While the API server is strained, the group's changes gather until its turn.
+		if turnIn = r.turns.take(req.NamespacedName); turnIn == 0 {
+			if err := r.writeStatus(ctx, group, status, events); err != nil {
+				return ctrl.Result{}, err
+			}
 		}
 	}
 	if later.expires {
 		r.expiry.group(lease, group.Spec.LeaseDuration.Duration, req.NamespacedName)
 	}
-	return ctrl.Result{RequeueAfter: later.renewIn}, nil
+	return ctrl.Result{RequeueAfter: soonest(turnIn, later.renewIn)}, nil
+}
+
+// soonest is the shorter of two requeue delays, zero meaning none.
+func soonest(a, b time.Duration) time.Duration {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // forget stops what ran for a deleted group. Its Lease goes with it (it is owned);

@@ -30,14 +30,22 @@ type pacer struct {
 	windowStart time.Time
 	renewals    int
 	slow        int
+	lastRenewal time.Time
 }
 
 const (
 	// paceWindow is how often the stretch is adjusted, from the renewals seen.
 	paceWindow = time.Second
 	// A renewal is slow when it took longer than this share of its renewDeadline
-	// (its send time includes any wait for a write slot in the process).
-	slowShare = 0.1
+	// (its send time includes any wait for a write slot in the process), or a
+	// quarter of that when it had to wait for a slot: a short wait is a busy
+	// process in front of a healthy server, a long one a server that does not keep
+	// up.
+	slowShare       = 0.1
+	queuedSlowShare = slowShare / 4
+	// strainMemory: a stretch not confirmed by any renewal for this long says
+	// nothing about the server now (the process may lead nothing any more).
+	strainMemory = 30 * time.Second
 	// Past slowWindowShare of slow renewals in a window the stretch grows by
 	// paceUp; below calmWindowShare it shrinks by paceDown (in between it holds):
 	// from none to full in 4 windows, from full back to retryPeriod in 20. A rare
@@ -74,9 +82,10 @@ func (p *pacer) strained() bool {
 	if p == nil {
 		return false
 	}
+	now := p.clock.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.stretch > 0
+	return p.stretch > 0 && now.Sub(p.lastRenewal) < strainMemory
 }
 
 // observe counts a renewal that took latency from its send time, waited for a
@@ -89,10 +98,12 @@ func (p *pacer) observe(cfg *Config, latency time.Duration, queued bool, err err
 	if p == nil || apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		return
 	}
-	slow := err != nil || queued || latency > time.Duration(slowShare*float64(cfg.RenewDeadline))
+	slow := err != nil || latency > time.Duration(slowShare*float64(cfg.RenewDeadline)) ||
+		(queued && latency > time.Duration(queuedSlowShare*float64(cfg.RenewDeadline)))
 	now := p.clock.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.lastRenewal = now
 	p.renewals++
 	if slow {
 		p.slow++

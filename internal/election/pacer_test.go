@@ -226,17 +226,43 @@ func TestALeaderRenewsLessOftenWhileTheServerIsSlowAndKeepsLeading(t *testing.T)
 	}
 }
 
-// A renewal that found every write slot busy is slow however fast the server then
-// answered it: the process has more writes than the server takes.
-func TestPacerTreatsARenewalThatWaitedForASlotAsSlow(t *testing.T) {
+// A renewal that waited long for a write slot is slow, though the server then
+// answered it quickly: the process has more writes than the server takes. A short
+// wait is only a busy process in front of a healthy server.
+func TestPacerTreatsARenewalThatWaitedLongForASlotAsSlow(t *testing.T) {
+	cfg := &Config{LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
+	for _, tc := range []struct {
+		latency time.Duration
+		slow    bool
+	}{{10 * time.Millisecond, false}, {300 * time.Millisecond, true}} { // a fortieth of renewDeadline is 250ms
+		clk := clocktesting.NewFakeClock(time.Unix(1_000_000, 0))
+		p := newPacer(clk, klog.Background())
+		for range 10 {
+			clk.Step(paceWindow / 10)
+			p.observe(cfg, tc.latency, true, nil)
+		}
+		if got := p.interval(cfg); (got > cfg.RetryPeriod) != tc.slow {
+			t.Errorf("renewals that waited for a slot, %s in all: interval %s; want spaced out: %v", tc.latency, got, tc.slow)
+		}
+	}
+}
+
+// Status writes wait while renewals are spaced out; a process that stops renewing
+// (it leads nothing any more) must not keep them waiting on what it saw last.
+func TestAStretchNoRenewalConfirmsIsForgotten(t *testing.T) {
 	cfg := &Config{LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
 	clk := clocktesting.NewFakeClock(time.Unix(1_000_000, 0))
 	p := newPacer(clk, klog.Background())
-	for i := range 10 {
-		clk.Step(paceWindow / 10)
-		p.observe(cfg, 10*time.Millisecond, i == 9, nil)
+	renewEvery(p, clk, cfg, 10, 2*time.Second, nil)
+	if !p.strained() {
+		t.Fatal("slow renewals: want strained")
 	}
-	if got := p.interval(cfg); got <= cfg.RetryPeriod {
-		t.Errorf("interval %s, want it spaced out beyond retryPeriod", got)
+	clk.Step(strainMemory - paceWindow)
+	if !p.strained() {
+		t.Fatal("strained forgotten too soon")
+	}
+	clk.Step(paceWindow)
+	if p.strained() {
+		t.Fatalf("no renewal for %s: still strained", strainMemory)
 	}
 }
