@@ -35,6 +35,14 @@ var (
 		Name: "election_manager_lease_tracker_entries",
 		Help: "Leases this process remembers: records (existing Leases) and tombstones (recently deleted ones).",
 	}, []string{"state"})
+	renewalsSpacedOut = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "election_manager_renewals_spaced_out",
+		Help: "1 while this instance spaces its electors' renewals out because the API server answers slowly; status writes then take turns.",
+	})
+	statusWritesWaiting = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "election_manager_status_writes_waiting",
+		Help: "Groups whose status change waits for its turn while the API server is strained.",
+	})
 	// StatusWriter is 1 while this instance holds the manager's own lock.
 	StatusWriter = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "election_manager_status_writer",
@@ -43,7 +51,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(groupHasLeader, groupTransitions, leaderlessSeconds, isLeader, splitBrain, leaseTrackerEntries, StatusWriter)
+	metrics.Registry.MustRegister(groupHasLeader, groupTransitions, leaderlessSeconds, isLeader, splitBrain, leaseTrackerEntries, renewalsSpacedOut, statusWritesWaiting, StatusWriter)
 }
 
 // recordGroupMetrics updates the observer's metrics from a status change.

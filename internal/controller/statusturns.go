@@ -118,8 +118,22 @@ func (s *statusTurns) released() []types.NamespacedName {
 	return groups
 }
 
+// waiting counts the groups that hold a turn.
+func (s *statusTurns) waiting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.turns)
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // releaseTurns wakes the groups still waiting for a turn when the strain ends, so
-// that none waits out a turn it no longer needs.
+// that none waits out a turn it no longer needs, and samples the strain's metrics.
 func (r *LeaderGroupReconciler) releaseTurns(ctx context.Context) error {
 	ticker := time.NewTicker(turnsRecheck)
 	defer ticker.Stop()
@@ -132,5 +146,7 @@ func (r *LeaderGroupReconciler) releaseTurns(ctx context.Context) error {
 		if groups := r.turns.released(); len(groups) > 0 {
 			r.wake(groups, false)
 		}
+		renewalsSpacedOut.Set(boolGauge(r.turns.strained()))
+		statusWritesWaiting.Set(float64(r.turns.waiting()))
 	}
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -11,11 +13,13 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/testutil"
 )
 
 // While the API server answers slowly, the status writer yields to the renewals:
@@ -24,7 +28,9 @@ import (
 // as missed. Status still ends up true.
 func TestStatusWritesTakeTurnsWhileTheServerIsSlow(t *testing.T) {
 	c := newCluster(t)
-	m := c.startManager("manager-a", true)
+	port := testutil.FreePort(t)
+	m := c.startManager("manager-a", true, fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), "--metrics-secure=false")
+	metrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 	// Groups the manager leads: their renewals tell it how the server answers.
 	for i := range 3 {
 		c.group(fmt.Sprintf("led-%d", i))
@@ -48,6 +54,7 @@ func TestStatusWritesTakeTurnsWhileTheServerIsSlow(t *testing.T) {
 	const delay = 400 * time.Millisecond
 	m.proxy.SetDelay(delay)
 	m.WaitForOutput(t, "Spacing out renewals", 20*time.Second)
+	waitForMetric(t, metrics, "election_manager_renewals_spaced_out 1")
 
 	writes := watchStatusWrites(t, c.namespace, "ext-")
 	from := time.Now()
@@ -91,6 +98,21 @@ func TestStatusWritesTakeTurnsWhileTheServerIsSlow(t *testing.T) {
 	// The strain ends: renewals and status writes go at full pace again.
 	m.proxy.SetDelay(0)
 	m.WaitForOutput(t, "Renewing every retryPeriod again", time.Minute)
+	waitForMetric(t, metrics, "election_manager_renewals_spaced_out 0")
+	waitForMetric(t, metrics, "election_manager_status_writes_waiting 0")
+}
+
+// waitForMetric polls the manager's metrics until a line reads want.
+func waitForMetric(t *testing.T, url, want string) {
+	t.Helper()
+	pattern := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `$`)
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 10*time.Second, true,
+		func(context.Context) (bool, error) {
+			return pattern.MatchString(waitForStatus(t, http.DefaultClient, url, "", http.StatusOK)), nil
+		})
+	if err != nil {
+		t.Fatalf("the metrics do not say %s", want)
+	}
 }
 
 // writeForeignTerm writes the Lease as a client-go elector would for a new term.
