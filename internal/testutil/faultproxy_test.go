@@ -18,21 +18,13 @@ import (
 func TestResponseLostAppliesTheRequestAndDropsTheAnswer(t *testing.T) {
 	var value atomic.Value
 	value.Store("")
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, p := proxiedServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut {
 			b, _ := io.ReadAll(r.Body)
 			value.Store(string(b))
 		}
 		_, _ = io.WriteString(w, value.Load().(string))
-	}))
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	p, err := StartFaultProxy(srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	})
 
 	// Separate transports: one through the proxy, one straight to the server (the
 	// test certificate names 127.0.0.1, whatever the port).
@@ -102,17 +94,9 @@ func TestResponseLostAppliesTheRequestAndDropsTheAnswer(t *testing.T) {
 // SetDelay: every answer arrives the delay late, answers to concurrent requests do
 // not wait for each other, and without a delay the connection is as before.
 func TestDelayHoldsBackAnswersWithoutQueueingThem(t *testing.T) {
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, p := proxiedServer(t, func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok")
-	}))
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	p, err := StartFaultProxy(srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	})
 	tlsConfig := srv.Client().Transport.(*http.Transport).TLSClientConfig
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, ForceAttemptHTTP2: true}, Timeout: 10 * time.Second}
 	t.Cleanup(c.CloseIdleConnections)
@@ -157,4 +141,19 @@ func TestDelayHoldsBackAnswersWithoutQueueingThem(t *testing.T) {
 	if took := time.Since(start); took >= delay {
 		t.Fatalf("a request took %s after the delay was lifted", took)
 	}
+}
+
+// proxiedServer starts an HTTP/2 TLS server with handler and a FaultProxy in front.
+func proxiedServer(t *testing.T, handler http.HandlerFunc) (*httptest.Server, *FaultProxy) {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(handler)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	p, err := StartFaultProxy(srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return srv, p
 }

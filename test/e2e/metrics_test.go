@@ -30,13 +30,19 @@ func TestManagerExportsElectionMetrics(t *testing.T) {
 		`election_manager_group_has_leader{` + labels + `} 1`,
 		`election_manager_group_transitions_total{` + labels + `} 1`,
 	} {
-		pattern := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `$`)
-		err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 10*time.Second, true,
-			func(context.Context) (bool, error) {
-				return pattern.MatchString(waitForStatus(t, http.DefaultClient, url, "", http.StatusOK)), nil
-			})
-		if err != nil {
-			t.Errorf("metrics do not say %s", want)
-		}
+		waitForMetric(t, url, want)
+	}
+}
+
+// waitForMetric polls the manager's metrics until a line reads want.
+func waitForMetric(t *testing.T, url, want string) {
+	t.Helper()
+	pattern := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `$`)
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 10*time.Second, true,
+		func(context.Context) (bool, error) {
+			return pattern.MatchString(waitForStatus(t, http.DefaultClient, url, "", http.StatusOK)), nil
+		})
+	if err != nil {
+		t.Fatalf("the metrics do not say %s", want)
 	}
 }

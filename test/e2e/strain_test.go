@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +11,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -100,19 +97,6 @@ func TestStatusWritesTakeTurnsWhileTheServerIsSlow(t *testing.T) {
 	m.WaitForOutput(t, "Renewing every retryPeriod again", time.Minute)
 	waitForMetric(t, metrics, "election_manager_renewals_spaced_out 0")
 	waitForMetric(t, metrics, "election_manager_status_writes_waiting 0")
-}
-
-// waitForMetric polls the manager's metrics until a line reads want.
-func waitForMetric(t *testing.T, url, want string) {
-	t.Helper()
-	pattern := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `$`)
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 10*time.Second, true,
-		func(context.Context) (bool, error) {
-			return pattern.MatchString(waitForStatus(t, http.DefaultClient, url, "", http.StatusOK)), nil
-		})
-	if err != nil {
-		t.Fatalf("the metrics do not say %s", want)
-	}
 }
 
 // writeForeignTerm writes the Lease as a client-go elector would for a new term.
