@@ -212,6 +212,24 @@ func TestALeaderRenewsLessOftenWhileTheServerIsSlowAndKeepsLeading(t *testing.T)
 	// Past 300ms, a tenth of renewDeadline: full stretch after 4 one-second windows.
 	a.requests.putDelay.Store(int64(350 * time.Millisecond))
 	phase("slow server", 15*time.Second, 2100*time.Millisecond, 2500*time.Millisecond)
+	// A term begun now renews first after half to all of the spaced-out interval,
+	// not of retryPeriod: takeovers into a strained server add no early renewals.
+	// Both times are the elector's own, from the record: lateness cannot pass.
+	key2 := types.NamespacedName{Namespace: ns, Name: "paced-new-term"}
+	renewals2 := watchRenewals(t, key2)
+	a.join(t, key2, timings)
+	eventually(t, 10*time.Second, "the new term's first renewal", func() bool {
+		renewals2.mu.Lock()
+		defer renewals2.mu.Unlock()
+		return len(renewals2.times) >= 2
+	})
+	renewals2.mu.Lock()
+	first := renewals2.times[1].Sub(renewals2.times[0])
+	renewals2.mu.Unlock()
+	if paced := a.reg.opts.pace.interval(&timings); first < paced/2 || first <= timings.RetryPeriod {
+		t.Errorf("a term begun while renewals are spaced out to %s renewed first after %s, want at least half of that (and more than retryPeriod %s)", paced, first, timings.RetryPeriod)
+	}
+	a.reg.Stop(key2.String()) // the failure injected next is for the first group's renewal
 	// A renewal fails while they are spaced out: a retry period later would be
 	// past the deadline, so the retry comes halfway to it.
 	a.requests.failPuts.Store(1)
