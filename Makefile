@@ -108,6 +108,7 @@ faults: controlplane ## Run FAULTS randomized faults (SEED to replay) against a 
 .PHONY: bench
 bench: controlplane ## Run the benchmarks (print numbers, assert nothing).
 	go test ./internal/election -run '^$$' -bench . -benchtime 1x -timeout 30m
+	go test ./test/bench -run '^$$' -bench WriteCost -benchtime 2000x -timeout 10m
 
 # Sizes and steady window of bench-e2e, e.g. GROUPS=100,1000,3000 STEADY=5m (see test/bench).
 GROUPS ?= 100,1000
