@@ -60,6 +60,14 @@ type Config struct {
 	// a live candidate: the config may be older than the target's departure. No
 	// handover while it says no.
 	Live func(identity string) bool
+	// Successor, when set, names the live candidate that takes the Lease first once
+	// prev, its holder, released it or let it expire ("" when none is preferred).
+	// Every other candidate gives it timing's SuccessorHeadStart before trying
+	// itself. When every candidate raced for every free Lease, all writes but one
+	// were refused, each after costing kube-apiserver most of a renewal, and a
+	// process's graceful stop sent a burst of them. A successor that does not come
+	// delays the takeover by the head start only.
+	Successor func(prev string) string
 	// OwnerReferences are set on a Lease this elector creates (never changed later),
 	// so that deleting the owner deletes the Lease.
 	OwnerReferences []metav1.OwnerReference

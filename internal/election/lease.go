@@ -35,6 +35,9 @@ type followerView struct {
 	// it absent.
 	heldBefore   bool
 	missingSince time.Time
+	// headStart is how long cur, once free to take, is left to the successor
+	// another candidate's config names (0: this one is it, or none is named).
+	headStart time.Duration
 }
 
 // decideFollower applies client-go's acquisition rule to v.
@@ -44,6 +47,9 @@ type followerView struct {
 // fails, so the Lease is created only once that record would have expired: counted
 // from the deletion when this process saw it, else from when this elector first
 // found the Lease missing (the deletion was earlier still).
+//
+// A free Lease (released, or expired on this process's clock) is taken at once,
+// or after v.headStart when another candidate is to take it first.
 func decideFollower(now time.Time, self string, v followerView, fallback time.Duration) followerStep {
 	if v.cur == nil {
 		wait := time.Time{}
@@ -81,10 +87,13 @@ func decideFollower(now time.Time, self string, v followerView, fallback time.Du
 			// Released for someone else: theirs until it would expire.
 			return followerStep{retryAt: exp}
 		}
+		if wait := v.since.Add(v.headStart); now.Before(wait) {
+			return followerStep{retryAt: wait}
+		}
 		return followerStep{acquire: true, how: leaserecord.TakeoverHow(cur)}
 	}
-	if !now.Before(exp) {
-		return followerStep{acquire: true, how: leaserecord.AfterExpiry}
+	if wait := exp.Add(v.headStart); now.Before(wait) {
+		return followerStep{retryAt: wait}
 	}
-	return followerStep{retryAt: exp}
+	return followerStep{acquire: true, how: leaserecord.AfterExpiry}
 }

@@ -183,6 +183,11 @@ func (l *loop) view(now time.Time) (v followerView) {
 			v.gone = &g // the object was replaced: its holder may still lead
 		}
 		v.behind = leaserecord.Epoch(v.cur) < l.maxEpoch
+		if cfg := e.config(); cfg.Successor != nil {
+			if s := cfg.Successor(leaserecord.Previous(v.cur)); s != "" && s != e.id {
+				v.headStart = cfg.Timings().SuccessorHeadStart()
+			}
+		}
 		return v
 	}
 	l.observe(nil, now)

@@ -22,6 +22,15 @@ func TakeoverHow(l *coordinationv1.Lease) How {
 	}
 }
 
+// Previous is the identity a takeover of l now follows: its holder, or, when it
+// has none, the identity that released it last ("" when the record does not say).
+func Previous(l *coordinationv1.Lease) string {
+	if h := Holder(l); h != "" || l == nil {
+		return h
+	}
+	return l.Annotations[AnnotationReleasedBy]
+}
+
 // HandedOverTo is the identity a released l is reserved for, "" when none.
 func HandedOverTo(l *coordinationv1.Lease) string {
 	if l == nil || Holder(l) != "" {

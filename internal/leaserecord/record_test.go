@@ -275,3 +275,24 @@ func TestSameRecordComparesEveryFieldOfTheRecord(t *testing.T) {
 		t.Error("metadata, an instant's representation or nil compared wrong")
 	}
 }
+
+// A takeover follows the holder of a held record, the releaser of a released one.
+func TestPreviousIsTheHolderOrTheReleaser(t *testing.T) {
+	held := stored(Create(key, writer("a"), t0, 4), "9")
+	released := stored(Release(held, "a", t0), "10")
+	for _, tc := range []struct {
+		name string
+		l    *coordinationv1.Lease
+		want string
+	}{
+		{"held", held, "a"},
+		{"released", released, "a"},
+		{"held again after the release", stored(Acquire(released, writer("b"), t0, AfterRelease, 4), "11"), "b"},
+		{"never held", &coordinationv1.Lease{}, ""},
+		{"missing", nil, ""},
+	} {
+		if got := Previous(tc.l); got != tc.want {
+			t.Errorf("%s: Previous = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -82,6 +82,14 @@ func (t Timings) HandoverReservation() time.Duration {
 	return max(time.Second, min(d, t.LeaseDuration))
 }
 
+// SuccessorHeadStart is how long the other candidates give a free Lease's chosen
+// successor to take it before they try too: long enough for its write to land and
+// reach them (a tenth of retryPeriod), short enough that a successor that does not
+// come delays nobody much.
+func (t Timings) SuccessorHeadStart() time.Duration {
+	return t.RetryPeriod / 10
+}
+
 // SlowestRenewal is the longest interval between a leader's renewals: renewals
 // come every retryPeriod, and are spaced out up to 3/4 of renewDeadline while the
 // API server answers slowly or throttles (see election's pacer). A saturated
