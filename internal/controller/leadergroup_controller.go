@@ -171,6 +171,7 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 	cfg.HandOverTo, cfg.HandOverAttempt = handOverTo, attempt
 	// Asked again at the moment of the handover: the target may have left since.
 	cfg.Live = func(id string) bool { return r.presence.find(group, id, r.Clock.Now()) != nil }
+	cfg.Successor = func(prev string) string { return r.presence.successor(group, prev, r.Clock.Now()) }
 	e, err := r.Electors.Ensure(key, cfg, election.Callbacks{
 		OnStartedLeading: func(epoch int32) {
 			isLeader.WithLabelValues(labels...).Set(1)
