@@ -313,6 +313,7 @@ func (r *run) poll(t *testing.T, timeout time.Duration, what string, cond func()
 type snapshot struct {
 	at         time.Time
 	requests   counters
+	conflicts  counters
 	reconciles []float64
 	cpu        []time.Duration // members', then kube-apiserver, then etcd
 }
@@ -321,7 +322,7 @@ func (r *run) snap(ctx context.Context, t *testing.T) snapshot {
 	t.Helper()
 	s := snapshot{at: time.Now()}
 	var err error
-	if s.requests, err = apiRequests(ctx, admin); err != nil {
+	if s.requests, s.conflicts, err = apiRequests(ctx, admin); err != nil {
 		t.Fatal(err)
 	}
 	apiserver, etcd := controlPlanePIDs(cp.Config.Host)
@@ -430,6 +431,7 @@ func (r *run) gracefulStop(ctx context.Context, t *testing.T, res *result) {
 	after := r.snap(ctx, t)
 	if len(led) > 0 {
 		res.statusPerTransition = after.requests.minus(before.requests)["PATCH leadergroups/status"] / float64(len(led))
+		res.refusedPerTransition = after.conflicts.minus(before.conflicts)["PUT leases"] / float64(len(led))
 	}
 }
 

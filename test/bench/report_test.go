@@ -27,6 +27,7 @@ type result struct {
 	hasStatus                bool
 	statusPerMin             float64
 	statusPerTransition      float64
+	refusedPerTransition     float64 // Lease writes refused with a conflict: races lost
 	reconcilesPerSec         float64
 	cpuPct, rssMiB           float64 // the three members: CPU summed, RSS the largest
 	apiserverPct, etcdPct    float64
@@ -77,6 +78,7 @@ func printTable(out io.Writer, c config, results []*result) {
 	row("stop: released->new ms p50/p90/p99/max", func(r *result) string { return millis(r.released) })
 	row("stop: new->status ms p50/p90/p99/max", func(r *result) string { return ifStatus(r, millis(r.shown)) })
 	row("stop: status writes/transition", func(r *result) string { return ifStatus(r, fmt.Sprintf("%.1f", r.statusPerTransition)) })
+	row("stop: refused Lease writes/transition", func(r *result) string { return fmt.Sprintf("%.2f", r.refusedPerTransition) })
 	row("kill: groups taken over", func(r *result) string { return fmt.Sprint(len(r.crashed)) })
 	row("kill: last renewal->new s p50/p90/p99/max", func(r *result) string { return seconds(r.crashed) })
 	row("kill: beyond leaseDuration ms p50/p99/max", func(r *result) string {

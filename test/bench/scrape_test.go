@@ -36,14 +36,15 @@ func (c counters) total() (n float64) {
 }
 
 // apiRequests reads kube-apiserver's own apiserver_request_total, summed by
-// "VERB resource[/subresource]". Requests for non-resource URLs (/metrics itself)
-// are left out.
-func apiRequests(ctx context.Context, cs kubernetes.Interface) (counters, error) {
+// "VERB resource[/subresource]": all requests, and those refused with a conflict
+// (409: a write based on a version already gone, such as a takeover that lost the
+// race). Requests for non-resource URLs (/metrics itself) are left out.
+func apiRequests(ctx context.Context, cs kubernetes.Interface) (all, conflicts counters, err error) {
 	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("scraping kube-apiserver's metrics: %w", err)
+		return nil, nil, fmt.Errorf("scraping kube-apiserver's metrics: %w", err)
 	}
-	out := counters{}
+	all, conflicts = counters{}, counters{}
 	err = eachSample(strings.NewReader(string(raw)), "apiserver_request_total", func(labels map[string]string, v float64) {
 		if labels["resource"] == "" {
 			return
@@ -52,9 +53,12 @@ func apiRequests(ctx context.Context, cs kubernetes.Interface) (counters, error)
 		if labels["subresource"] != "" {
 			key += "/" + labels["subresource"]
 		}
-		out[key] += v
+		all[key] += v
+		if labels["code"] == "409" {
+			conflicts[key] += v
+		}
 	})
-	return out, err
+	return all, conflicts, err
 }
 
 // reconciles reads controller_runtime_reconcile_total from a manager's metrics
