@@ -169,9 +169,12 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 	handOverTo, attempt := handover(group, r.presence.find(group, group.Spec.PreferredHolder, r.Clock.Now()))
 	cfg := electorConfig(group, r.Identity, r.epochFloor(client.ObjectKeyFromObject(group)))
 	cfg.HandOverTo, cfg.HandOverAttempt = handOverTo, attempt
-	// Asked again at the moment of the handover: the target may have left since.
-	cfg.Live = func(id string) bool { return r.presence.find(group, id, r.Clock.Now()) != nil }
-	cfg.Successor = func(prev string) string { return r.presence.successor(group, prev, r.Clock.Now()) }
+	// Asked again at the moment of the handover (the target may have left since), and
+	// whenever the Lease is free, from the elector's goroutine: of a copy, as the status
+	// write decodes its response into group.
+	g := group.DeepCopy()
+	cfg.Live = func(id string) bool { return r.presence.find(g, id, r.Clock.Now()) != nil }
+	cfg.Successor = func(prev string) string { return r.presence.successor(g, prev, r.Clock.Now()) }
 	e, err := r.Electors.Ensure(key, cfg, election.Callbacks{
 		OnStartedLeading: func(epoch int32) {
 			isLeader.WithLabelValues(labels...).Set(1)

@@ -183,11 +183,7 @@ func (l *loop) view(now time.Time) (v followerView) {
 			v.gone = &g // the object was replaced: its holder may still lead
 		}
 		v.behind = leaserecord.Epoch(v.cur) < l.maxEpoch
-		if cfg := e.config(); cfg.Successor != nil {
-			if s := cfg.Successor(leaserecord.Previous(v.cur)); s != "" && s != e.id {
-				v.headStart = cfg.Timings().SuccessorHeadStart()
-			}
-		}
+		v.headStart = l.headStart(now, v)
 		return v
 	}
 	l.observe(nil, now)
@@ -199,6 +195,23 @@ func (l *loop) view(now time.Time) (v followerView) {
 	}
 	v.heldBefore, v.missingSince = l.maxEpoch > 0, l.missingSince
 	return v
+}
+
+// headStart is how long this elector leaves a free Lease to the successor its config
+// names, when that is another candidate. Asked only once the Lease is free or has
+// expired on this clock: followers wake at every renewal they see.
+func (l *loop) headStart(now time.Time, v followerView) time.Duration {
+	e, cfg := l.e, l.e.config()
+	if cfg.Successor == nil {
+		return 0
+	}
+	if leaserecord.Holder(v.cur) != "" && now.Before(v.since.Add(leaserecord.Duration(v.cur, cfg.LeaseDuration))) {
+		return 0
+	}
+	if s := cfg.Successor(leaserecord.Previous(v.cur)); s != "" && s != e.id {
+		return cfg.Timings().SuccessorHeadStart()
+	}
+	return 0
 }
 
 // leaderStep renews when it is time; it reports leading=false when the elector

@@ -12,7 +12,7 @@ import (
 // A long retry period, so that the head start (a tenth of it) outlasts the
 // successor's write and its way back through the others' informers, even on a
 // loaded machine.
-var successorTimings = Config{LeaseDuration: 30 * time.Second, RenewDeadline: 20 * time.Second, RetryPeriod: 5 * time.Second}
+var successorTimings = Config{LeaseDuration: 30 * time.Second, RenewDeadline: 15 * time.Second, RetryPeriod: 10 * time.Second}
 
 // startWithSuccessors starts a, which leads alone, then b and c, every one naming
 // successors[prev] as the successor after prev.

@@ -83,9 +83,10 @@ func (t Timings) HandoverReservation() time.Duration {
 }
 
 // SuccessorHeadStart is how long the other candidates give a free Lease's chosen
-// successor to take it before they try too: long enough for its write to land and
-// reach them (a tenth of retryPeriod), short enough that a successor that does not
-// come delays nobody much.
+// successor to take it before they try too: a tenth of retryPeriod, usually long
+// enough for its write to land and reach them (a slower one means a race, as
+// without a successor), short enough that a successor that does not come delays
+// nobody much.
 func (t Timings) SuccessorHeadStart() time.Duration {
 	return t.RetryPeriod / 10
 }
