@@ -14,8 +14,8 @@ import (
 // loaded machine.
 var successorTimings = Config{LeaseDuration: 30 * time.Second, RenewDeadline: 15 * time.Second, RetryPeriod: 10 * time.Second}
 
-// startWithSuccessors starts a, which leads alone, then b and c, every one naming
-// successors[prev] as the successor after prev.
+// startWithSuccessors starts a, which leads alone, then b and c, which follow it,
+// every one naming successors[prev] as the successor after prev.
 func startWithSuccessors(t *testing.T, key types.NamespacedName, rec *recorder, successors map[string]string) map[string]*process {
 	t.Helper()
 	timings := successorTimings
@@ -27,7 +27,8 @@ func startWithSuccessors(t *testing.T, key types.NamespacedName, rec *recorder, 
 	}
 	for _, id := range []string{"b", "c"} {
 		procs[id] = startProcess(t, id, rec, key.Namespace)
-		procs[id].join(t, key, timings)
+		e := procs[id].join(t, key, timings)
+		eventually(t, 10*time.Second, id+" to see a lead", func() bool { return e.Leader().Holder == "a" })
 	}
 	return procs
 }
@@ -41,10 +42,6 @@ func TestTheSuccessorTakesAReleasedLeaseAndTheOtherDoesNotRace(t *testing.T) {
 	key := types.NamespacedName{Namespace: ns, Name: "lock"}
 	rec, hist := newRecorder(t), watchLease(t, key)
 	procs := startWithSuccessors(t, key, rec, map[string]string{"a": "c", "b": "c", "c": "b"})
-	for _, id := range []string{"b", "c"} {
-		e := procs[id].reg.Get(key.String())
-		eventually(t, 10*time.Second, id+" to see a lead", func() bool { return e.Leader().Holder == "a" })
-	}
 	before := procs["b"].requests.snapshot()
 
 	released := time.Now()
@@ -74,10 +71,6 @@ func TestASuccessorThatDoesNotComeDelaysTheTakeoverByItsHeadStart(t *testing.T) 
 	key := types.NamespacedName{Namespace: ns, Name: "lock"}
 	rec, hist := newRecorder(t), watchLease(t, key)
 	procs := startWithSuccessors(t, key, rec, map[string]string{"a": "ghost"})
-	for _, id := range []string{"b", "c"} {
-		e := procs[id].reg.Get(key.String())
-		eventually(t, 10*time.Second, id+" to see a lead", func() bool { return e.Leader().Holder == "a" })
-	}
 
 	procs["a"].reg.Stop(key.String())
 	waitLeader(t, rec, key, 10*time.Second, "a")
