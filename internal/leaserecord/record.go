@@ -139,6 +139,9 @@ type Writer struct {
 	Labels, Annotations map[string]string
 	// OwnerReferences are set on a Lease this writer creates, never changed later.
 	OwnerReferences []metav1.OwnerReference
+	// KeepEpoch sets Finalizer on every write, for a group whose status writer
+	// removes it once the epoch is recorded.
+	KeepEpoch bool
 }
 
 func (w Writer) seconds() *int32 {
@@ -238,8 +241,12 @@ func released(own *coordinationv1.Lease, releaser string, now time.Time) *coordi
 	return l
 }
 
-// stamp sets w's labels and annotations, keeping those someone else put there.
+// stamp sets w's labels, annotations and finalizer, keeping those someone else put
+// there.
 func (w Writer) stamp(l *coordinationv1.Lease) {
+	if w.KeepEpoch {
+		keep(l)
+	}
 	for k, v := range w.Labels {
 		if l.Labels == nil {
 			l.Labels = make(map[string]string, len(w.Labels))

@@ -40,6 +40,9 @@ type Tombstone struct {
 	Lease   *coordinationv1.Lease
 	At      time.Time
 	Unknown bool
+	// Terminating: the object still exists, being deleted (see Deleting). It is
+	// remembered until it goes, however long that takes.
+	Terminating bool
 }
 
 // Until is when the gone record's holder stops leading at the latest: its Duration
@@ -69,10 +72,19 @@ func (t *Tracker) Clock() clock.PassiveClock { return t.clock }
 // before its event is handled): the first call starts the clock. A new object in
 // place of one seen before makes a tombstone of the old one: it is gone, and its
 // holder may still lead. A late copy of an object already gone changes nothing.
+// An object being deleted is gone from the first sight of it: it makes a
+// tombstone, and so does every later change of its record.
 func (t *Tracker) Since(key types.NamespacedName, l *coordinationv1.Lease) time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.clock.Now()
+	if Deleting(l) {
+		if prev, known := t.seen[key]; known && prev.uid == l.UID {
+			delete(t.seen, key)
+		}
+		t.bury(key, l.DeepCopy(), l.UID, now, false, true)
+		return now
+	}
 	if g, gone := t.gone[key]; gone && l.UID != "" && g.Lease.UID == l.UID {
 		return now // a reader behind the deletion
 	}
@@ -81,7 +93,7 @@ func (t *Tracker) Since(key types.NamespacedName, l *coordinationv1.Lease) time.
 		return prev.at
 	}
 	if known && prev.uid != l.UID {
-		t.bury(key, &coordinationv1.Lease{ObjectMeta: l.ObjectMeta, Spec: prev.spec}, prev.uid, now, false)
+		t.bury(key, &coordinationv1.Lease{ObjectMeta: l.ObjectMeta, Spec: prev.spec}, prev.uid, now, false, false)
 	}
 	t.seen[key] = seenRecord{spec: *l.Spec.DeepCopy(), uid: l.UID, at: now}
 	return now
@@ -100,7 +112,7 @@ func (t *Tracker) Delete(key types.NamespacedName, last *coordinationv1.Lease, u
 	}
 	delete(t.seen, key)
 	now := t.clock.Now()
-	t.bury(key, last.DeepCopy(), last.UID, now, unknown)
+	t.bury(key, last.DeepCopy(), last.UID, now, unknown, false)
 	t.prune(now)
 	return known
 }
@@ -119,6 +131,9 @@ func (t *Tracker) Prune() {
 
 func (t *Tracker) prune(now time.Time) {
 	for k, g := range t.gone {
+		if g.Terminating {
+			continue
+		}
 		keep := Duration(g.Lease, tombstoneBound)
 		if g.Unknown {
 			keep = tombstoneBound
@@ -129,13 +144,17 @@ func (t *Tracker) prune(now time.Time) {
 	}
 }
 
-// bury keeps the newest gone object of key; the first sighting of its end counts.
-func (t *Tracker) bury(key types.NamespacedName, l *coordinationv1.Lease, uid types.UID, at time.Time, unknown bool) {
-	if g, ok := t.gone[key]; ok && g.Lease.UID == uid && uid != "" {
+// bury keeps the newest gone object of key. The first sighting of its end counts,
+// unless its record changed since it was seen being deleted: someone wrote it then
+// (a writer that takes a terminating Lease for a live one), and may lead on it.
+func (t *Tracker) bury(key types.NamespacedName, l *coordinationv1.Lease, uid types.UID, at time.Time, unknown, terminating bool) {
+	if g, ok := t.gone[key]; ok && g.Lease.UID == uid && uid != "" && (!g.Terminating || SameRecord(g.Lease, l)) {
+		g.Terminating = g.Terminating && terminating
+		t.gone[key] = g
 		return
 	}
 	l.UID = uid
-	t.gone[key] = Tombstone{Lease: l, At: at, Unknown: unknown}
+	t.gone[key] = Tombstone{Lease: l, At: at, Unknown: unknown, Terminating: terminating}
 }
 
 // Expiry is when l's holder expires on this clock: its Duration (fallback when the

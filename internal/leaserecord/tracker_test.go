@@ -5,6 +5,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
@@ -145,5 +146,47 @@ func TestTrackerPrunesWithoutAnotherDeletion(t *testing.T) {
 	tr.Prune()
 	if seen, gone := tr.Size(); seen != 0 || gone != 0 {
 		t.Errorf("%d records, %d tombstones at +12s, want none", seen, gone)
+	}
+}
+
+// A Lease being deleted (kept by a finalizer) is gone from the first sight of it,
+// and stays remembered while it waits, however long: its holder's wait counts from
+// that sight. A write to it meanwhile (a writer that takes it for a live Lease)
+// starts the wait again; the finalizer's removal and the final deletion do not.
+func TestTrackerBuriesALeaseBeingDeletedAtFirstSight(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(t0)
+	tr := NewTracker(clk)
+	l := stored(Create(key, writer("a"), t0, 3), "1")
+	l.UID = "u1"
+	tr.Since(key, l)
+
+	deleting := l.DeepCopy()
+	deleting.ResourceVersion, deleting.DeletionTimestamp, deleting.Finalizers = "2", &metav1.Time{Time: t0}, []string{Finalizer}
+	clk.SetTime(t0.Add(time.Second))
+	tr.Since(key, deleting)
+	if g, ok := tr.Gone(key); !ok || !g.At.Equal(t0.Add(time.Second)) || !g.Terminating || Epoch(g.Lease) != 3 {
+		t.Fatalf("tombstone %+v (found %v), want the record at epoch 3, buried at +1s, terminating", g, ok)
+	}
+
+	clk.SetTime(t0.Add(time.Hour + 2*time.Minute)) // past every prune bound
+	tr.Prune()
+	if _, ok := tr.Gone(key); !ok {
+		t.Fatal("the tombstone of a Lease still being deleted was pruned")
+	}
+	renewed := Renew(deleting, writer("a"), clk.Now())
+	renewed.ResourceVersion = "3"
+	tr.Since(key, renewed)
+	if g, _ := tr.Gone(key); !g.At.Equal(clk.Now()) {
+		t.Errorf("a renewal of the Lease being deleted left the tombstone at %v, want %v", g.At, clk.Now())
+	}
+	written := clk.Now()
+
+	clk.SetTime(written.Add(time.Second))
+	unkept := Unkept(renewed)
+	unkept.ResourceVersion = "4"
+	tr.Since(key, unkept)
+	tr.Delete(key, unkept, false)
+	if g, ok := tr.Gone(key); !ok || !g.At.Equal(written) || g.Terminating {
+		t.Errorf("after the finalizer went and the Lease with it: tombstone %+v (found %v), want buried at %v, no longer terminating", g, ok, written)
 	}
 }
