@@ -43,7 +43,10 @@ import (
 // LeaderGroupReconciler reconciles LeaderGroups.
 type LeaderGroupReconciler struct {
 	client.Client
-	Recorder EventRecorder
+	// APIReader reads from the API server, not the cache: the epoch floor before an
+	// epoch is handed out, and whether a group is really gone.
+	APIReader client.Reader
+	Recorder  EventRecorder
 	// Identity is this instance's --id: its identity in every Manager group.
 	Identity string
 	Electors *election.Registry
@@ -167,7 +170,7 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 	// Hand over only to a preferred identity that is a live candidate now; when it
 	// comes back after a failure, the next reconcile hands leadership back to it.
 	handOverTo, attempt := handover(group, r.presence.find(group, group.Spec.PreferredHolder, r.Clock.Now()))
-	cfg := electorConfig(group, r.Identity, r.epochFloor(client.ObjectKeyFromObject(group)))
+	cfg := electorConfig(group, r.Identity, r.epochFloor(client.ObjectKeyFromObject(group), group.Spec.RetryPeriod.Duration))
 	cfg.HandOverTo, cfg.HandOverAttempt = handOverTo, attempt
 	// Asked again at the moment of the handover (the target may have left since), and
 	// whenever the Lease is free, from the elector's goroutine: of a copy, as the status
@@ -192,12 +195,19 @@ func (r *LeaderGroupReconciler) syncElector(ctx context.Context, group *v1alpha1
 	return nil
 }
 
-// epochFloor reads the group's recorded epochs from the cache, for an elector about
-// to hand out an epoch (create or acquire the group's Lease).
-func (r *LeaderGroupReconciler) epochFloor(key types.NamespacedName) func() (int32, error) {
-	return func() (int32, error) {
+// epochFloor reads the group's recorded epochs for a writer about to hand out an
+// epoch: from the API server when asked fresh (the cache may not show yet the epoch
+// a deleted Lease was recorded with before it was let go), else from the cache.
+func (r *LeaderGroupReconciler) epochFloor(key types.NamespacedName, timeout time.Duration) func(fresh bool) (int32, error) {
+	return func(fresh bool) (int32, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		var reader client.Reader = r.Client
+		if fresh {
+			reader = r.APIReader
+		}
 		g := &v1alpha1.LeaderGroup{}
-		if err := r.Get(context.Background(), key, g); err != nil {
+		if err := reader.Get(ctx, key, g); err != nil {
 			return 0, fmt.Errorf("reading LeaderGroup %s for its epoch floor: %w", key, err)
 		}
 		return groups.EpochFloor(g), nil

@@ -120,7 +120,7 @@ func orNone(list []string) string {
 
 // electorConfig is the config of this instance's elector in a Manager group; it
 // reads the epoch floor through floor.
-func electorConfig(g *v1alpha1.LeaderGroup, identity string, floor func() (int32, error)) election.Config {
+func electorConfig(g *v1alpha1.LeaderGroup, identity string, floor func(fresh bool) (int32, error)) election.Config {
 	cfg := groups.Election(g, identity)
 	cfg.Labels = map[string]string{LabelGroup: g.Name}
 	cfg.OwnerReferences = []metav1.OwnerReference{ownerReference(g)}

@@ -73,12 +73,19 @@ type Config struct {
 	OwnerReferences []metav1.OwnerReference
 	// EpochFloor, when set, returns the highest epoch the election is known to have
 	// handed out, beyond what this process saw: a LeaderGroup's recorded transitions.
-	// It is read when the Lease is missing, so that re-creating it never hands out an
-	// epoch again, and so that a Lease that had a holder is re-created only after
-	// that holder's term must have ended. An error postpones the creation. Without
-	// it, a Lease deleted before this process saw it starts again from what this
-	// process knows (see the README's guarantees).
-	EpochFloor func() (int32, error)
+	// It is read before every create and acquisition, so that no epoch is handed out
+	// again; and so that a Lease that had a holder is re-created only after that
+	// holder's term must have ended. fresh asks for a read from the API server, not
+	// a cache: before a create, and before the first write to a Lease object no
+	// writer that keeps the epoch wrote (one without leaserecord.Finalizer), as a
+	// cache may not show yet the epoch a deleted Lease was recorded with. An error
+	// postpones the write. Without it, a Lease deleted before this process saw it
+	// starts again from what this process knows (see the README's guarantees).
+	EpochFloor func(fresh bool) (int32, error)
+	// KeepEpoch puts leaserecord.Finalizer on the Lease this elector writes: a
+	// deleted Lease then waits, terminating, until its group's status records its
+	// epoch, which EpochFloor reads. Only for a group whose status writer runs.
+	KeepEpoch bool
 }
 
 // Validate checks the rules client-go checks, plus the ones a Lease imposes. Every
@@ -117,7 +124,7 @@ func (c *Config) Timings() timing.Timings {
 // writer is what this elector's writes set on the Lease.
 func (c *Config) writer() leaserecord.Writer {
 	return leaserecord.Writer{Identity: c.Identity, LeaseDuration: c.LeaseDuration,
-		Labels: c.Labels, Annotations: c.Annotations, OwnerReferences: c.OwnerReferences}
+		Labels: c.Labels, Annotations: c.Annotations, OwnerReferences: c.OwnerReferences, KeepEpoch: c.KeepEpoch}
 }
 
 // sameElection tells whether two configs are the same candidate in the same

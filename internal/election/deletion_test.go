@@ -3,6 +3,8 @@ package election
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+
+	"github.com/election-manager/election-manager/internal/leaserecord"
 )
 
 // A Lease deleted under its leader, and a candidate that never saw it (it started
@@ -40,7 +44,7 @@ func TestDeletedLeaseIsRecreatedAboveTheRecordedEpochs(t *testing.T) {
 	c := startProcess(t, "c", rec, ns)
 	joined := time.Now()
 	cfg := fast
-	cfg.EpochFloor = func() (int32, error) { return recorded, nil }
+	cfg.EpochFloor = func(bool) (int32, error) { return recorded, nil }
 	c.join(t, key, cfg)
 	eventually(t, fast.LeaseDuration+10*time.Second, "c leading", func() bool { return rec.leader(key.String()) == "c" })
 	term := lastTerm(t, rec, key, "c")
@@ -149,4 +153,124 @@ func leaderOfTerms(t *testing.T, rec *recorder, ns string, key types.NamespacedN
 		})
 	}
 	return a
+}
+
+// A kept Lease (leaserecord.Finalizer) deleted under its leader waits, terminating,
+// until its epoch is recorded. The leader stops at once; no candidate writes the
+// Lease or creates another while it waits, not even past leaseDuration; once the
+// finalizer goes, the follower creates it again at once — it waited out the old
+// holder from the deletion — above the deleted epoch, and kept.
+func TestKeptLeaseWaitsForItsEpochToBeRecorded(t *testing.T) {
+	ns := newNamespace(t)
+	key := types.NamespacedName{Namespace: ns, Name: "lock"}
+	rec, hist := newRecorder(t), watchLease(t, key)
+	kept := fast
+	kept.KeepEpoch = true
+	a := leaderOfTerms(t, rec, ns, key, kept, 2)
+	b := startProcess(t, "b", rec, ns)
+	follower := b.join(t, key, kept)
+	eventually(t, 5*time.Second, "b following a", func() bool { return follower.Leader().Holder == "a" })
+	leases := admin.CoordinationV1().Leases(ns)
+	l, err := leases.Get(context.Background(), key.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !leaserecord.Kept(l) {
+		t.Fatalf("the Lease's finalizers are %v, want %s", l.Finalizers, leaserecord.Finalizer)
+	}
+	epoch := leaserecord.Epoch(l)
+
+	before := map[string]map[string]int{"a": a.requests.snapshot(), "b": b.requests.snapshot()}
+	deletedAt := time.Now()
+	if err := leases.Delete(context.Background(), key.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, fast.RenewDeadline, "a to stop leading after the deletion", func() bool { return rec.leader(key.String()) == "" })
+	if stopped := lastTerm(t, rec, key, "a").end.Sub(deletedAt); stopped > fast.RetryPeriod+slack {
+		t.Errorf("a stopped leading %s after the deletion, want within a retry period (%s)", stopped, fast.RetryPeriod)
+	}
+	// Nothing is to happen: wait past the moment a missing Lease would be created.
+	time.Sleep(time.Until(deletedAt.Add(fast.LeaseDuration + 2*fast.RetryPeriod)))
+	for id, p := range map[string]*process{"a": a, "b": b} {
+		if after := p.requests.snapshot(); after["PUT"] != before[id]["PUT"] || after["POST"] != before[id]["POST"] {
+			t.Errorf("%s wrote while the Lease was kept: PUTs %d -> %d, POSTs %d -> %d", id, before[id]["PUT"], after["PUT"], before[id]["POST"], after["POST"])
+		}
+	}
+	if l, err = leases.Get(context.Background(), key.Name, metav1.GetOptions{}); err != nil || !leaserecord.Deleting(l) {
+		t.Fatalf("the kept Lease is not terminating (err %v)", err)
+	}
+
+	// The status writer's part: the epoch recorded, the finalizer goes.
+	letGo := time.Now()
+	if _, err := leases.Update(context.Background(), leaserecord.Unkept(l), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a new leader", func() bool { return rec.leader(key.String()) != "" })
+	id := rec.leader(key.String())
+	term := lastTerm(t, rec, key, id)
+	if term.epoch <= epoch {
+		t.Errorf("%s leads the re-created Lease at epoch %d, not above the deleted %d", id, term.epoch, epoch)
+	}
+	if took := term.start.Sub(letGo); took > fast.RetryPeriod+slack {
+		t.Errorf("%s created the Lease %s after the old one went, want at once", id, took)
+	}
+	if l, err = leases.Get(context.Background(), key.Name, metav1.GetOptions{}); err != nil || !leaserecord.Kept(l) {
+		t.Errorf("the re-created Lease is not kept (err %v)", err)
+	}
+	rec.check(t)
+	hist.check(t)
+}
+
+// The epoch floor is read before every acquisition: fresh before a create, from a
+// cache for an object a keeping writer wrote. A kept Lease below the floor (a
+// restored backup, a copy made with kubectl) still does not hand out an epoch again.
+func TestTheFloorIsAppliedToEveryAcquisitionAndReadFreshForACreate(t *testing.T) {
+	ns := newNamespace(t)
+	key := types.NamespacedName{Namespace: ns, Name: "lock"}
+	rec := newRecorder(t)
+	leases := admin.CoordinationV1().Leases(ns)
+	restored := leaserecord.Create(key, leaserecord.Writer{Identity: "ghost", LeaseDuration: time.Second, KeepEpoch: true}, time.Now(), 1)
+	if _, err := leases.Create(context.Background(), restored, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var reads []bool
+	cfg := fast
+	cfg.KeepEpoch = true
+	cfg.EpochFloor = func(fresh bool) (int32, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reads = append(reads, fresh)
+		return 5, nil
+	}
+	b := startProcess(t, "b", rec, ns)
+	b.join(t, key, cfg)
+	eventually(t, 10*time.Second, "b leading", func() bool { return rec.leader(key.String()) == "b" })
+	if term := lastTerm(t, rec, key, "b"); term.epoch != 6 {
+		t.Errorf("b took the kept Lease at epoch %d, want 6: above the floor of 5", term.epoch)
+	}
+	mu.Lock()
+	if !slices.Equal(reads, []bool{false}) {
+		t.Errorf("floor reads (fresh?) %v before taking a kept Lease, want one from the cache", reads)
+	}
+	reads = nil
+	mu.Unlock()
+
+	if err := leases.Delete(context.Background(), key.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, fast.RenewDeadline, "b to stop leading", func() bool { return rec.leader(key.String()) == "" })
+	l, err := leases.Get(context.Background(), key.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leases.Update(context.Background(), leaserecord.Unkept(l), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, fast.LeaseDuration+10*time.Second, "b leading the re-created Lease", func() bool { return rec.leader(key.String()) == "b" })
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(reads, []bool{true}) {
+		t.Errorf("floor reads (fresh?) %v before creating the Lease, want one fresh", reads)
+	}
 }

@@ -168,6 +168,26 @@ func (li *LeaseInformer) Get(key types.NamespacedName) *coordinationv1.Lease {
 	return l
 }
 
+// List returns the cached Leases of namespace ("": of every namespace watched),
+// shared like Get's.
+func (li *LeaseInformer) List(namespace string) []*coordinationv1.Lease {
+	var objs []any
+	if namespace == "" {
+		for _, inf := range li.informers {
+			objs = append(objs, inf.GetStore().List()...)
+		}
+	} else if inf := li.informerFor(namespace); inf != nil {
+		objs, _ = inf.GetIndexer().ByIndex(cache.NamespaceIndex, namespace)
+	}
+	out := make([]*coordinationv1.Lease, 0, len(objs))
+	for _, o := range objs {
+		if l, ok := o.(*coordinationv1.Lease); ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // Tracker is the process's record of when each Lease was seen changing, fed by
 // this informer before any handler runs.
 func (li *LeaseInformer) Tracker() *leaserecord.Tracker { return li.tracker }

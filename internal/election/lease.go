@@ -35,6 +35,9 @@ type followerView struct {
 	// it absent.
 	heldBefore   bool
 	missingSince time.Time
+	// deleting: the Lease is being deleted (gone holds its record) and is kept
+	// until its epoch is recorded. Nothing can be written until it goes.
+	deleting bool
 	// headStart is how long cur, once free to take, is left to the successor
 	// another candidate's config names (0: this one is it, or none is named).
 	headStart time.Duration
@@ -51,6 +54,9 @@ type followerView struct {
 // A free Lease (released, or expired on this process's clock) is taken at once,
 // or after v.headStart when another candidate is to take it first.
 func decideFollower(now time.Time, self string, v followerView, fallback time.Duration) followerStep {
+	if v.deleting {
+		return followerStep{}
+	}
 	if v.cur == nil {
 		wait := time.Time{}
 		switch {

@@ -134,8 +134,10 @@ func (l *loop) step(ctx context.Context, now time.Time) time.Time {
 	}
 	if (d.create || d.acquire) && cfg.EpochFloor != nil {
 		// About to hand out an epoch: first learn the highest the group recorded,
-		// which a Lease deleted or re-created before this process saw it may be below.
-		floor, err := cfg.EpochFloor()
+		// which a Lease deleted or re-created before this process saw it may be
+		// below. Fresh unless a writer that keeps the epoch wrote this object: its
+		// first such write read it fresh, and the object's epochs are above it.
+		floor, err := cfg.EpochFloor(d.create || !leaserecord.Kept(v.cur))
 		if err != nil {
 			l.logger.V(2).Info("Not taking the lease yet: cannot read the epoch floor", "err", err)
 			return now.Add(cfg.RetryPeriod)
@@ -175,7 +177,24 @@ func (l *loop) view(now time.Time) (v followerView) {
 	if gone {
 		l.maxEpoch = max(l.maxEpoch, leaserecord.Epoch(g.Lease))
 	}
-	if v.cur = e.leases.Get(e.key); v.cur != nil {
+	cur := e.leases.Get(e.key)
+	if leaserecord.Deleting(cur) {
+		// Kept until its group records its epoch: nobody may write it, and nothing
+		// can be created in its place until it goes. Its going wakes us.
+		l.observe(nil, now)
+		l.maxEpoch = max(l.maxEpoch, leaserecord.Epoch(cur))
+		// Its holder's renewals fail from the deletion on: once it is gone, the wait
+		// for that holder counts from when this process saw its record last change,
+		// however long the Lease was kept (the tombstone says when, and may be
+		// pruned after the Lease goes).
+		l.missingSince = now
+		if g, ok := tracker.Gone(e.key); ok && g.Lease.UID == cur.UID {
+			l.missingSince = g.At
+		}
+		v.deleting = true
+		return v
+	}
+	if v.cur = cur; v.cur != nil {
 		v.since = tracker.Since(e.key, v.cur)
 		l.observe(v.cur, now)
 		l.missingSince = time.Time{}
@@ -267,13 +286,18 @@ func (l *loop) replaced() bool {
 	if l.own == nil {
 		return false
 	}
+	if g, gone := e.leases.Tracker().Gone(e.key); gone && g.Lease.UID == l.own.UID {
+		l.lose("Lease deleted") // or being deleted
+		return true
+	}
 	cur := e.leases.Get(e.key)
 	switch {
 	case cur == nil:
-		if g, gone := e.leases.Tracker().Gone(e.key); gone && g.Lease.UID == l.own.UID {
-			l.lose("Lease deleted")
-			return true
-		}
+	case leaserecord.Deleting(cur):
+		// Seen here before the tracker has buried it: a renewal must not be retried
+		// on it.
+		l.lose("Lease deleted")
+		return true
 	case cur.UID != l.own.UID:
 		l.lose("Lease replaced by another object", "holder", leaserecord.Holder(cur), "holderEpoch", leaserecord.Epoch(cur))
 		return true

@@ -29,8 +29,9 @@ type target struct {
 	releaseOnCancel bool
 	// names are how error messages refer to the timings.
 	names supervisor.Names
-	// epochFloor reads the group's recorded epochs (nil without a group).
-	epochFloor func() (int32, error)
+	// epochFloor reads the group's recorded epochs, always fresh: this process has
+	// no cache of the group (nil without a group).
+	epochFloor func(fresh bool) (int32, error)
 }
 
 var leaderGroups = v1alpha1.GroupVersion.WithResource("leadergroups")
@@ -74,8 +75,8 @@ func groupTarget(ctx context.Context, dyn dynamic.Interface, disco discovery.Dis
 	if err != nil {
 		return nil, err
 	}
-	t.epochFloor = func() (int32, error) {
-		// Read only when the Lease is missing: fresh, and not worth a watch.
+	t.epochFloor = func(bool) (int32, error) {
+		// Read before each acquisition: not worth a watch.
 		ctx, cancel := context.WithTimeout(context.Background(), t.retryPeriod)
 		defer cancel()
 		u, err := dyn.Resource(leaderGroups).Namespace(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})

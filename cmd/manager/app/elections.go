@@ -37,6 +37,7 @@ func setUpElections(ctx context.Context, mgr ctrl.Manager, o *Options) error {
 
 	r := &controller.LeaderGroupReconciler{
 		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("election-manager"),
 		Identity:                o.ID,
 		Electors:                registry,
