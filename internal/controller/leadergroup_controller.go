@@ -119,6 +119,11 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			}
 		}
 	}
+	if in.obs != nil && turnIn == 0 {
+		if err := r.letGo(ctx, group, in.obs.lease); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	if later.expires {
 		r.expiry.group(lease, group.Spec.LeaseDuration.Duration, req.NamespacedName)
 	}
@@ -142,6 +147,9 @@ func (r *LeaderGroupReconciler) forget(ctx context.Context, group types.Namespac
 	forgetGroupMetrics(group.Namespace, group.Name)
 	if !r.Writer.IsLeader() {
 		return nil
+	}
+	if err := r.letOrphansGo(ctx, group); err != nil {
+		return err
 	}
 	return r.unlabelLeftovers(ctx, group)
 }
@@ -257,6 +265,10 @@ func (r *LeaderGroupReconciler) observe(group *v1alpha1.LeaderGroup, lease types
 		// What this writer just wrote is fresher than the informer's copy.
 		in.candidates, obs.lease = pods.candidates, pods.lease
 		next.renewIn = pods.renewIn
+	}
+	if leaserecord.Deleting(obs.lease) {
+		in.obs = obs // its holder stopped at the deletion: nothing expires
+		return in, next
 	}
 	if expiry, ok := r.Leases.Tracker().Expiry(lease, obs.lease, group.Spec.LeaseDuration.Duration); ok {
 		if now.Before(expiry) {

@@ -52,7 +52,8 @@ func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.Le
 		Preferred:      group.Spec.PreferredHolder,
 		LeaseDuration:  group.Spec.LeaseDuration.Duration, RetryPeriod: group.Spec.RetryPeriod.Duration,
 		Owner:                ownerReference(group),
-		EpochFloor:           groups.EpochFloor(group),
+		EpochFloor:           r.epochFloor(client.ObjectKeyFromObject(group), group.Spec.RetryPeriod.Duration),
+		Labels:               map[string]string{LabelGroup: group.Name},
 		MoveToNewestRevision: groups.PreferNewestRevision(group),
 	})
 	if err != nil {

@@ -125,6 +125,7 @@ func electorConfig(g *v1alpha1.LeaderGroup, identity string, floor func(fresh bo
 	cfg.Labels = map[string]string{LabelGroup: g.Name}
 	cfg.OwnerReferences = []metav1.OwnerReference{ownerReference(g)}
 	cfg.EpochFloor = floor
+	cfg.KeepEpoch = true
 	return cfg
 }
 

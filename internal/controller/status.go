@@ -50,13 +50,14 @@ func computeStatus(in statusInput) (v1alpha1.LeaderGroupStatus, []event) {
 		next.Holder, next.AcquiredAt = "", nil
 	}
 	if in.obs != nil {
-		next.History, events = nextHistory(prev.History, *in.obs, in.group.Spec.HistoryLimit)
+		next.History, events = historyOf(prev.History, *in.obs, in.group.Spec.HistoryLimit)
 		next.Holder, next.AcquiredAt = "", nil
 		if cur := openTerm(next.History); cur != nil {
 			next.Holder, next.AcquiredAt = cur.Holder, cur.AcquiredAt.DeepCopy()
 		}
 		if in.obs.lease != nil {
 			// While the Lease is missing the last known epoch stands: it only grows.
+			// A Lease being deleted is kept until this records its epoch.
 			next.Transitions = max(prev.Transitions, in.obs.epoch())
 		}
 	}
@@ -73,6 +74,19 @@ func computeStatus(in statusInput) (v1alpha1.LeaderGroupStatus, []event) {
 		meta.RemoveStatusCondition(&next.Conditions, v1alpha1.ConditionPreferredHolder)
 	}
 	return next, events
+}
+
+// historyOf folds the observation into the history. A Lease being deleted shows its
+// final record: its term (news if nobody recorded it yet), then its end, as for a
+// Lease gone — its holder stopped on seeing the deletion.
+func historyOf(prev []v1alpha1.HistoryEntry, obs observation, limit int32) ([]v1alpha1.HistoryEntry, []event) {
+	if !leaserecord.Deleting(obs.lease) {
+		return nextHistory(prev, obs, limit)
+	}
+	history, events := nextHistory(prev, obs, limit)
+	obs.lease, obs.expiredAt = nil, nil
+	history, more := nextHistory(history, obs, limit)
+	return history, append(events, more...)
 }
 
 // preferredHolderCondition says whether spec.preferredHolder leads, and why not; ok

@@ -71,3 +71,24 @@ func TestBlockedGroupShowsNoHolder(t *testing.T) {
 		t.Errorf("blocked group: holder %q, LeaderElected %+v; want no holder and Unknown", status.Holder, c)
 	}
 }
+
+// A Lease being deleted shows its final record: a term nobody recorded yet goes
+// into history (its epoch is what lets the Lease go) and ends there, as for a Lease
+// gone; nobody holds it.
+func TestStatusRecordsTheTermOfALeaseBeingDeleted(t *testing.T) {
+	g := &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Generation: 1}}
+	g.Spec.HistoryLimit = 10
+	g.Status.History = []v1alpha1.HistoryEntry{open("a", 1, 0, v1alpha1.StartElected)}
+	g.Status.Holder, g.Status.Transitions = "a", 1
+	deleting := lease("b", 2, 10, how(leaserecord.AfterExpiry))
+	deleting.DeletionTimestamp = &metav1.Time{Time: at(11)}
+	status, _ := computeStatus(statusInput{group: g, lease: types.NamespacedName{Name: "g"}, now: at(12),
+		obs: &observation{lease: deleting, now: at(12)}})
+	want := []v1alpha1.HistoryEntry{
+		ended(open("b", 2, 10, v1alpha1.StartAfterExpiry), 12, v1alpha1.EndUnknown),
+		ended(open("a", 1, 0, v1alpha1.StartElected), 10, v1alpha1.EndExpired),
+	}
+	if !equalHistory(status.History, want) || status.Transitions != 2 || status.Holder != "" {
+		t.Errorf("history %s, transitions %d, holder %q; want %s, 2 and none", describe(status.History), status.Transitions, status.Holder, describe(want))
+	}
+}

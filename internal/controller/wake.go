@@ -55,11 +55,15 @@ func (r *LeaderGroupReconciler) onLease(old, cur *coordinationv1.Lease) {
 			r.enqueue(groups.Items, 0)
 		}
 	}
+	if leaserecord.Deleting(cur) && leaserecord.Kept(cur) {
+		// Its group may be gone: that group's reconcile lets the Lease go.
+		r.wake(groupsKeeping(cur), false)
+	}
 }
 
-// EnqueueAll wakes every group this instance serves, and every group a pod carries
-// the leader label of; the status writer calls it when it takes over. It does not
-// block.
+// EnqueueAll wakes every group this instance serves, every group a pod carries the
+// leader label of, and every group a kept Lease being deleted names; the status
+// writer calls it when it takes over. It does not block.
 func (r *LeaderGroupReconciler) EnqueueAll() {
 	go func() {
 		var groups v1alpha1.LeaderGroupList
@@ -69,6 +73,12 @@ func (r *LeaderGroupReconciler) EnqueueAll() {
 		if q := r.queue.Load(); q != nil {
 			for _, req := range r.labelledGroups(context.Background()) {
 				(*q).Add(req)
+			}
+		}
+		for _, l := range r.Leases.List("") {
+			if leaserecord.Deleting(l) && leaserecord.Kept(l) {
+				// Deleted while no status writer ran; its group may be gone too.
+				r.wake(groupsKeeping(l), false)
 			}
 		}
 	}()

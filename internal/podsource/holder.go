@@ -57,9 +57,12 @@ type Group struct {
 	Preferred                  string
 	LeaseDuration, RetryPeriod time.Duration
 	Owner                      metav1.OwnerReference
-	// EpochFloor is the highest epoch the group recorded: a re-created Lease starts
-	// above it.
-	EpochFloor int32
+	// EpochFloor returns the highest epoch the group recorded, read fresh from the
+	// API server when asked (see election.Config.EpochFloor): a Lease created or
+	// acquired starts above it. nil: 0.
+	EpochFloor func(fresh bool) (int32, error)
+	// Labels are set on the Lease at every write.
+	Labels map[string]string
 	// MoveToNewestRevision moves a leader of an older revision to the workload's newest
 	// as soon as a pod of it can lead (see choose).
 	MoveToNewestRevision bool
@@ -75,6 +78,10 @@ type Group struct {
 // A holder that is not ours keeps the Lease until it expires on this observer's
 // clock: until then Sync writes nothing and labels no pod.
 func (h *Holder) Sync(ctx context.Context, g Group) (*coordinationv1.Lease, time.Duration, error) {
+	if leaserecord.Deleting(g.Current) {
+		// Kept until the status records its epoch; created again once it is gone.
+		return g.Current, 0, nil
+	}
 	holder := leaserecord.Holder(g.Current)
 	foreign := holder != "" && !g.ours(holder)
 	g.Expired = g.Expired || (!foreign && g.RenewedLongAgo)
@@ -192,14 +199,25 @@ func (g *Group) ours(holder string) bool {
 // elector would.
 func (h *Holder) writeLease(ctx context.Context, g Group, want, holder string, now time.Time) (*coordinationv1.Lease, error) {
 	leases := h.Leases.Leases(g.Lease.Namespace)
-	w := leaserecord.Writer{Identity: want, LeaseDuration: g.LeaseDuration, OwnerReferences: []metav1.OwnerReference{g.Owner}}
+	w := leaserecord.Writer{Identity: want, LeaseDuration: g.LeaseDuration, Labels: g.Labels,
+		OwnerReferences: []metav1.OwnerReference{g.Owner}, KeepEpoch: true}
 	cur := g.Current
+	var floor int32
+	if handsOut := want != "" && (cur == nil || want != holder); handsOut && g.EpochFloor != nil {
+		// Fresh for an object no keeping writer wrote: a cache may not show yet the
+		// epoch a deleted Lease was let go with.
+		f, err := g.EpochFloor(cur == nil || !leaserecord.Kept(cur))
+		if err != nil {
+			return nil, err
+		}
+		floor = f
+	}
 	var next *coordinationv1.Lease
 	switch {
 	case cur == nil && want == "":
 		return nil, nil
 	case cur == nil:
-		next = leaserecord.Create(g.Lease, w, now, g.EpochFloor+1)
+		next = leaserecord.Create(g.Lease, w, now, floor+1)
 		created, err := leases.Create(ctx, next, metav1.CreateOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("creating Lease %s: %w", g.Lease, err)
@@ -216,16 +234,16 @@ func (h *Holder) writeLease(ctx context.Context, g Group, want, holder string, n
 		}
 		next = leaserecord.Renew(cur, w, now)
 	case g.Expired || leaserecord.Holder(cur) == "":
-		next = leaserecord.Acquire(cur, w, now, leaserecord.TakeoverHow(cur), g.EpochFloor)
+		next = leaserecord.Acquire(cur, w, now, leaserecord.TakeoverHow(cur), floor)
 	case canLeadNamed(g.Pods, holder):
 		// A leader that can still lead gives way on purpose (to the preferred pod, or to
 		// the workload's newest revision): a handover, in one write.
 		released := leaserecord.HandOver(cur, holder, want, "", now, g.LeaseDuration)
-		next = leaserecord.Acquire(released, w, now, leaserecord.Handover, g.EpochFloor)
+		next = leaserecord.Acquire(released, w, now, leaserecord.Handover, floor)
 	default:
 		// The leader can no longer lead: the manager releases for it and moves the
 		// Lease in one write, which tells observers both.
-		next = leaserecord.Acquire(leaserecord.Release(cur, holder, now), w, now, leaserecord.AfterRelease, g.EpochFloor)
+		next = leaserecord.Acquire(leaserecord.Release(cur, holder, now), w, now, leaserecord.AfterRelease, floor)
 	}
 	updated, err := leases.Update(ctx, next, metav1.UpdateOptions{})
 	if err != nil {

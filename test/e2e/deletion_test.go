@@ -1,10 +1,20 @@
 package e2e
 
 import (
+	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
 	"github.com/election-manager/election-manager/internal/leaserecord"
@@ -23,7 +33,8 @@ func TestDeletedLeaseKeepsTheEpochGrowing(t *testing.T) {
 	lease := types.NamespacedName{Namespace: c.namespace, Name: "payments"}
 
 	a.kill(t)
-	if out, err := runKubectl(t, cp.Kubeconfig, "", "delete", "lease", "-n", c.namespace, "payments"); err != nil {
+	// No manager runs to record its epoch: the Lease waits for one, terminating.
+	if out, err := runKubectl(t, cp.Kubeconfig, "", "delete", "lease", "--wait=false", "-n", c.namespace, "payments"); err != nil {
 		t.Fatalf("kubectl delete lease: %v\n%s", err, out)
 	}
 	started := time.Now()
@@ -45,4 +56,141 @@ func TestDeletedLeaseKeepsTheEpochGrowing(t *testing.T) {
 	if g.Status.History[0].StartReason != v1alpha1.StartElected || g.Status.Transitions != leaserecord.Epoch(l) {
 		t.Errorf("status %s, history %s: want manager-b Elected at epoch %d", statusString(g), describeHistory(g), leaserecord.Epoch(l))
 	}
+}
+
+// The fault suite's epoch gap: a term nobody recorded — its holder the status
+// writer, whose status writes fail — and its Lease deleted; then the only process
+// that saw that epoch dies, and a fresh manager re-creates the Lease. Everything it
+// can read (the group's status) is below the lost epoch, so only the deleted Lease
+// itself can tell it: the Lease must outlive its deletion until its epoch is
+// recorded, and the new term must start above it.
+func TestLeaseDeletedBeforeItsTermWasRecordedKeepsItsEpoch(t *testing.T) {
+	c := newCluster(t)
+	a := c.startManager("manager-a", false)
+	c.group("payments")
+	c.waitFor("payments", 10*time.Second, "held by manager-a", heldBy("manager-a"))
+	b := c.startManager("manager-b", false)
+	g := c.waitFor("payments", 10*time.Second, "manager-b a candidate", func(g *v1alpha1.LeaderGroup) bool {
+		return slices.ContainsFunc(g.Status.Candidates, func(c v1alpha1.CandidateStatus) bool { return c.Identity == "manager-b" })
+	})
+	recorded := g.Status.Transitions
+
+	unfreeze := freezeStatus(t, c)
+	a.terminate(t) // manager-b takes the group and becomes the status writer
+	lease := types.NamespacedName{Namespace: c.namespace, Name: "payments"}
+	waitForLeaseHolder(t, lease, "manager-b", 2*leaseDuration)
+	lost := leaserecord.Epoch(getLease(t, lease))
+	if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: c.namespace, Name: "payments"}, g); err != nil {
+		t.Fatal(err)
+	}
+	if g.Status.Transitions >= lost {
+		t.Fatalf("status recorded epoch %d while status writes were refused: the test set-up did not hold", g.Status.Transitions)
+	}
+	if err := clientset.CoordinationV1().Leases(c.namespace).Delete(context.Background(), lease.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b.kill(t)
+	unfreeze()
+
+	c.startManager("manager-c", false)
+	waitForLeaseHolder(t, lease, "manager-c", 3*leaseDuration+10*time.Second)
+	if epoch := leaserecord.Epoch(getLease(t, lease)); epoch <= lost {
+		t.Errorf("manager-c leads the re-created Lease at epoch %d: manager-b's term already had epoch %d (the group had recorded %d)", epoch, lost, recorded)
+	}
+	g = c.waitFor("payments", 10*time.Second, "manager-c's term recorded", heldBy("manager-c"))
+	if !slices.ContainsFunc(g.Status.History, func(e v1alpha1.HistoryEntry) bool { return e.Holder == "manager-b" && e.Transition == lost }) {
+		t.Errorf("history %s does not show manager-b's term at epoch %d", describeHistory(g), lost)
+	}
+}
+
+// freezeStatus refuses every status write to the namespace's groups, with a
+// ValidatingAdmissionPolicy, until the returned function is called; both wait until
+// the API server applies the change.
+func freezeStatus(t *testing.T, c *cluster) (unfreeze func()) {
+	t.Helper()
+	namespace := c.namespace
+	ctx := context.Background()
+	name := "freeze-status-" + namespace
+	policies := clientset.AdmissionregistrationV1().ValidatingAdmissionPolicies()
+	bindings := clientset.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: namespace}},
+				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+					Rule: admissionregistrationv1.Rule{APIGroups: []string{v1alpha1.GroupVersion.Group},
+						APIVersions: []string{v1alpha1.GroupVersion.Version}, Resources: []string{"leadergroups/status"}},
+				}}},
+			},
+			Validations: []admissionregistrationv1.Validation{{Expression: "false", Message: "status frozen by the test"}},
+		}}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}}}
+	if _, err := policies.Create(ctx, policy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bindings.Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A probe group's status write tells when the policy is in force.
+	probe := c.group("status-probe", func(g *v1alpha1.LeaderGroup) { g.Spec.Candidates.Source = v1alpha1.SourceExternal })
+	refused := func(want bool) {
+		t.Helper()
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			p := &v1alpha1.LeaderGroup{}
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(probe), p); err != nil {
+				return false, err
+			}
+			p.Status.ObservedGeneration++
+			err := k8s.Status().Update(ctx, p)
+			if apierrors.IsConflict(err) {
+				return false, nil // a manager wrote it meanwhile
+			}
+			return (err != nil && strings.Contains(err.Error(), "status frozen by the test")) == want, nil
+		})
+		if err != nil {
+			t.Fatalf("status writes refused=%v not in force within 30s: %v", want, err)
+		}
+	}
+	refused(true)
+	return func() {
+		t.Helper()
+		if err := bindings.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := policies.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		refused(false)
+	}
+}
+
+// A group deleted while no manager runs: its Lease, deleted by the garbage
+// collector, waits for a status writer, as its epoch could still matter; there is
+// no group left to record it in, so the first manager to write status lets it go.
+func TestLeaseOfAGroupDeletedWhileNoManagerRanGoesWithTheNextOne(t *testing.T) {
+	c := newCluster(t)
+	a := c.startManager("manager-a", false)
+	c.group("payments")
+	c.waitFor("payments", 10*time.Second, "held by manager-a", heldBy("manager-a"))
+	a.kill(t)
+	g := &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Name: "payments", Namespace: c.namespace}}
+	if err := k8s.Delete(context.Background(), g); err != nil {
+		t.Fatal(err)
+	}
+	lease := types.NamespacedName{Namespace: c.namespace, Name: "payments"}
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		l, err := clientset.CoordinationV1().Leases(c.namespace).Get(ctx, lease.Name, metav1.GetOptions{})
+		return err == nil && leaserecord.Deleting(l) && leaserecord.Kept(l), err
+	})
+	if err != nil {
+		t.Fatalf("the orphaned Lease is not waiting, deleted and kept: %v", err)
+	}
+
+	c.startManager("manager-b", false)
+	// manager-b writes status once manager-a's hold on the manager's lock expires.
+	pollLease(t, lease, leaseDuration+10*time.Second, "gone", func(l *leaseView) bool { return l == nil })
 }
