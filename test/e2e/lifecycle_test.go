@@ -181,6 +181,19 @@ func TestGroupLifecycle(t *testing.T) {
 			t.Errorf("status.lease %q, want %s/shared", g.Status.Lease, other)
 		}
 	})
+
+	t.Run("a group named longer than a label value is led, and its Lease goes with it", func(t *testing.T) {
+		c := newCluster(t)
+		c.startManager("manager-a", false)
+		name := "payments-" + strings.Repeat("x", 64) // 73 characters: a valid name, too long for a label
+		c.group(name)
+		c.waitFor(name, 10*time.Second, "held by manager-a", heldBy("manager-a"))
+		g := &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.namespace}}
+		if err := k8s.Delete(context.Background(), g); err != nil {
+			t.Fatal(err)
+		}
+		pollLease(t, types.NamespacedName{Namespace: c.namespace, Name: name}, 20*time.Second, "gone", func(l *leaseView) bool { return l == nil })
+	})
 }
 
 func TestFiftyGroupsTwoManagers(t *testing.T) {
