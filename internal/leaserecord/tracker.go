@@ -43,6 +43,9 @@ type Tombstone struct {
 	// Terminating: the object still exists, being deleted (see Deleting). It is
 	// remembered until it goes, however long that takes.
 	Terminating bool
+	// went is when a terminating object was seen gone: it is pruned counting from
+	// then, so that late copies of it are still known for what they are.
+	went time.Time
 }
 
 // Until is when the gone record's holder stops leading at the latest: its Duration
@@ -78,6 +81,11 @@ func (t *Tracker) Since(key types.NamespacedName, l *coordinationv1.Lease) time.
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.clock.Now()
+	if g, gone := t.gone[key]; gone && g.Terminating && l.UID != "" && g.Lease.UID != l.UID {
+		// Another object in its place: the one being deleted is gone.
+		g.Terminating, g.went = false, now
+		t.gone[key] = g
+	}
 	if Deleting(l) {
 		if prev, known := t.seen[key]; known && prev.uid == l.UID {
 			delete(t.seen, key)
@@ -138,23 +146,33 @@ func (t *Tracker) prune(now time.Time) {
 		if g.Unknown {
 			keep = tombstoneBound
 		}
-		if !now.Before(g.At.Add(keep)) {
+		if !now.Before(latest(g.At, g.went).Add(keep)) {
 			delete(t.gone, k)
 		}
 	}
 }
 
 // bury keeps the newest gone object of key. The first sighting of its end counts,
-// unless its record changed since it was seen being deleted: someone wrote it then
-// (a writer that takes a terminating Lease for a live one), and may lead on it.
+// unless the object was being deleted and its record changed since, or its final
+// state is not known: someone may have written it then (a writer that takes a
+// terminating Lease for a live one), and may lead on it.
 func (t *Tracker) bury(key types.NamespacedName, l *coordinationv1.Lease, uid types.UID, at time.Time, unknown, terminating bool) {
-	if g, ok := t.gone[key]; ok && g.Lease.UID == uid && uid != "" && (!g.Terminating || SameRecord(g.Lease, l)) {
-		g.Terminating = g.Terminating && terminating
+	if g, ok := t.gone[key]; ok && g.Lease.UID == uid && uid != "" && (!g.Terminating || (!unknown && SameRecord(g.Lease, l))) {
+		if g.Terminating && !terminating {
+			g.Terminating, g.went = false, at
+		}
 		t.gone[key] = g
 		return
 	}
 	l.UID = uid
 	t.gone[key] = Tombstone{Lease: l, At: at, Unknown: unknown, Terminating: terminating}
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // Expiry is when l's holder expires on this clock: its Duration (fallback when the

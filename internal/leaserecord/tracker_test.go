@@ -190,3 +190,60 @@ func TestTrackerBuriesALeaseBeingDeletedAtFirstSight(t *testing.T) {
 		t.Errorf("after the finalizer went and the Lease with it: tombstone %+v (found %v), want buried at %v, no longer terminating", g, ok, written)
 	}
 }
+
+// How a Lease kept for long ends in the tracker. Gone after a relist (its final
+// state unknown: it may have been written while the watch was down), it counts
+// as held from then. Gone for certain, it is remembered a Duration after it went,
+// not after it was first seen being deleted, so that late copies of it are known
+// for what they are. Replaced by another object before its deletion was seen, it
+// is gone then too, and pruned in time.
+func TestTrackerEndsALeaseKeptForLong(t *testing.T) {
+	deleting := stored(Create(key, writer("a"), t0, 3), "1")
+	deleting.UID, deleting.DeletionTimestamp, deleting.Finalizers = "u1", &metav1.Time{Time: t0}, []string{Finalizer}
+	later := t0.Add(time.Hour) // far past its Duration (15s)
+
+	t.Run("final state unknown", func(t *testing.T) {
+		clk := clocktesting.NewFakePassiveClock(t0)
+		tr := NewTracker(clk)
+		tr.Since(key, deleting)
+		clk.SetTime(later)
+		tr.Delete(key, deleting, true)
+		if g, ok := tr.Gone(key); !ok || !g.Unknown || !g.At.Equal(later) {
+			t.Errorf("tombstone %+v (found %v), want one of unknown final state, from %v", g, ok, later)
+		}
+	})
+	t.Run("gone for certain", func(t *testing.T) {
+		clk := clocktesting.NewFakePassiveClock(t0)
+		tr := NewTracker(clk)
+		tr.Since(key, deleting)
+		clk.SetTime(later)
+		tr.Delete(key, deleting, false)
+		if g, ok := tr.Gone(key); !ok || !g.At.Equal(t0) {
+			t.Fatalf("tombstone %+v (found %v), want the first sighting's, kept after the deletion", g, ok)
+		}
+		live := deleting.DeepCopy()
+		live.DeletionTimestamp = nil
+		if since := tr.Since(key, live); !since.Equal(later) {
+			t.Errorf("a late copy of the deleted object counts from %v, want now (%v)", since, later)
+		}
+		clk.SetTime(later.Add(16 * time.Second))
+		tr.Prune()
+		if _, ok := tr.Gone(key); ok {
+			t.Error("the tombstone outlived its Duration after the deletion")
+		}
+	})
+	t.Run("replaced", func(t *testing.T) {
+		clk := clocktesting.NewFakePassiveClock(t0)
+		tr := NewTracker(clk)
+		tr.Since(key, deleting)
+		clk.SetTime(later)
+		next := stored(Create(key, writer("b"), later, 4), "5")
+		next.UID = "u2"
+		tr.Since(key, next)
+		clk.SetTime(later.Add(16 * time.Second))
+		tr.Prune()
+		if g, ok := tr.Gone(key); ok {
+			t.Errorf("the replaced object's tombstone %+v is kept for ever", g)
+		}
+	})
+}
