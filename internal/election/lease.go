@@ -35,8 +35,8 @@ type followerView struct {
 	// it absent.
 	heldBefore   bool
 	missingSince time.Time
-	// deleting: the Lease is being deleted (gone holds its record) and is kept
-	// until its epoch is recorded. Nothing can be written until it goes.
+	// deleting: the Lease is being deleted, kept until its epoch is recorded.
+	// Nothing can be written until it goes.
 	deleting bool
 	// headStart is how long cur, once free to take, is left to the successor
 	// another candidate's config names (0: this one is it, or none is named).
