@@ -60,11 +60,11 @@ func (r *LeaderGroupReconciler) letOrphansGo(ctx context.Context, group types.Na
 // references and its group label, in its namespace.
 func groupsKeeping(l *coordinationv1.Lease) []types.NamespacedName {
 	var out []types.NamespacedName
-	if name := l.Labels[LabelGroup]; name != "" {
+	if name := l.Labels[groups.LabelGroup]; name != "" {
 		out = append(out, types.NamespacedName{Namespace: l.Namespace, Name: name})
 	}
 	for _, o := range l.OwnerReferences {
-		if o.Kind == "LeaderGroup" && o.APIVersion == v1alpha1.GroupVersion.String() && o.Name != l.Labels[LabelGroup] {
+		if o.Kind == "LeaderGroup" && o.APIVersion == v1alpha1.GroupVersion.String() && o.Name != l.Labels[groups.LabelGroup] {
 			out = append(out, types.NamespacedName{Namespace: l.Namespace, Name: o.Name})
 		}
 	}

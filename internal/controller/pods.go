@@ -53,7 +53,7 @@ func (r *LeaderGroupReconciler) syncPods(ctx context.Context, group *v1alpha1.Le
 		LeaseDuration:  group.Spec.LeaseDuration.Duration, RetryPeriod: group.Spec.RetryPeriod.Duration,
 		Owner:                ownerReference(group),
 		EpochFloor:           r.epochFloor(client.ObjectKeyFromObject(group), group.Spec.RetryPeriod.Duration),
-		Labels:               groupLabel(group.Name),
+		Labels:               groups.Labels(group),
 		MoveToNewestRevision: groups.PreferNewestRevision(group),
 	})
 	if err != nil {

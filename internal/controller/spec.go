@@ -122,10 +122,8 @@ func orNone(list []string) string {
 // reads the epoch floor through floor.
 func electorConfig(g *v1alpha1.LeaderGroup, identity string, floor func(fresh bool) (int32, error)) election.Config {
 	cfg := groups.Election(g, identity)
-	cfg.Labels = groupLabel(g.Name)
 	cfg.OwnerReferences = []metav1.OwnerReference{ownerReference(g)}
 	cfg.EpochFloor = floor
-	cfg.KeepEpoch = true
 	return cfg
 }
 
@@ -136,17 +134,4 @@ func ownerReference(g *v1alpha1.LeaderGroup) metav1.OwnerReference {
 		APIVersion: v1alpha1.GroupVersion.String(), Kind: "LeaderGroup",
 		Name: g.Name, UID: g.UID, Controller: ptr.To(true),
 	}
-}
-
-// LabelGroup names the LeaderGroup whose electors wrote a Lease.
-const LabelGroup = "coordination.electionmanager.dev/group"
-
-// groupLabel is LabelGroup for the group name, none when the name cannot be a
-// label's value (longer than 63 characters): the API server would refuse every
-// write of the Lease. The owner reference names the group too.
-func groupLabel(name string) map[string]string {
-	if len(validation.IsValidLabelValue(name)) > 0 {
-		return nil
-	}
-	return map[string]string{LabelGroup: name}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
 	"github.com/election-manager/election-manager/internal/election"
@@ -65,8 +66,30 @@ func EpochFloor(g *v1alpha1.LeaderGroup) int32 {
 	return floor
 }
 
+// LabelGroup names the LeaderGroup whose electors wrote a Lease: the status writer
+// finds a kept Lease's group by it (or by its owner reference) to let it go.
+const LabelGroup = "coordination.electionmanager.dev/group"
+
+// Labels are what every write of the group's electors sets on its Lease:
+// LabelGroup, or nothing when the name cannot be a label's value (longer than 63
+// characters) — the API server would refuse every write of the Lease.
+func Labels(g *v1alpha1.LeaderGroup) map[string]string {
+	if len(validation.IsValidLabelValue(g.Name)) > 0 {
+		return nil
+	}
+	return map[string]string{LabelGroup: g.Name}
+}
+
+// KeepsEpoch tells whether the group's electors put leaserecord.Finalizer on its
+// Lease, so that a deleted Lease waits until the status writer has recorded its
+// epoch. Every group's do, but an External group's whose Lease is in another
+// namespace: the status writer, which lets the Lease go, may only read Leases there.
+func KeepsEpoch(g *v1alpha1.LeaderGroup) bool {
+	return g.Spec.Candidates.Source != v1alpha1.SourceExternal || Lease(g).Namespace == g.Namespace
+}
+
 // Election is identity's elector config in the group's election (without
-// callbacks' concerns: labels, owner, handover and epoch floor are the caller's).
+// callbacks' concerns: owner, handover and epoch floor are the caller's).
 func Election(g *v1alpha1.LeaderGroup, identity string) election.Config {
 	t := Timings(g)
 	return election.Config{
@@ -76,5 +99,7 @@ func Election(g *v1alpha1.LeaderGroup, identity string) election.Config {
 		RenewDeadline:   t.RenewDeadline,
 		RetryPeriod:     t.RetryPeriod,
 		ReleaseOnCancel: ReleaseOnCancel(g),
+		Labels:          Labels(g),
+		KeepEpoch:       KeepsEpoch(g),
 	}
 }

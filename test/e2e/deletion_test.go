@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -100,6 +101,56 @@ func TestLeaseDeletedBeforeItsTermWasRecordedKeepsItsEpoch(t *testing.T) {
 	g = c.waitFor("payments", 10*time.Second, "manager-c's term recorded", heldBy("manager-c"))
 	if !slices.ContainsFunc(g.Status.History, func(e v1alpha1.HistoryEntry) bool { return e.Holder == "manager-b" && e.Transition == lost }) {
 		t.Errorf("history %s does not show manager-b's term at epoch %d", describeHistory(g), lost)
+	}
+}
+
+// The same gap in an External group, whose electors are `elector --group`
+// processes: they keep the epoch of a Lease in the group's namespace as the
+// managers do. The status writer that saw the unrecorded term dies with its holder.
+func TestExternalLeaseDeletedBeforeItsTermWasRecordedKeepsItsEpoch(t *testing.T) {
+	c := newCluster(t)
+	kids := newChildren(t)
+	a := c.startManager("manager-a", false)
+	c.group("jobs", external)
+	e1 := c.startElector(kids, electorArgs{id: "e-1", election: groupArgs("jobs"), child: []string{}})
+	c.waitFor("jobs", 10*time.Second, "held by e-1", heldBy("e-1"))
+	e2 := c.startElector(kids, electorArgs{id: "e-2", election: groupArgs("jobs"), child: []string{}})
+	e2.WaitForOutput(t, `"holder":"e-1"`, 10*time.Second) // it follows
+
+	unfreeze := freezeStatus(t, c)
+	if err := e1.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	e1.Wait(t, 10*time.Second)
+	lease := types.NamespacedName{Namespace: c.namespace, Name: "jobs"}
+	waitForLeaseHolder(t, lease, "e-2", 2*leaseDuration)
+	lost := leaserecord.Epoch(getLease(t, lease))
+	a.kill(t)
+	g := &v1alpha1.LeaderGroup{}
+	if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: c.namespace, Name: "jobs"}, g); err != nil {
+		t.Fatal(err)
+	}
+	if g.Status.Transitions >= lost {
+		t.Fatalf("status recorded epoch %d while status writes were refused: the test set-up did not hold", g.Status.Transitions)
+	}
+	if err := clientset.CoordinationV1().Leases(c.namespace).Delete(context.Background(), lease.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e2.Wait(t, 10*time.Second)
+	unfreeze()
+
+	c.startManager("manager-b", false)
+	c.startElector(kids, electorArgs{id: "e-3", election: groupArgs("jobs"), child: []string{}})
+	waitForLeaseHolder(t, lease, "e-3", 3*leaseDuration+10*time.Second)
+	if epoch := leaserecord.Epoch(getLease(t, lease)); epoch <= lost {
+		t.Errorf("e-3 leads the re-created Lease at epoch %d: e-2's term already had epoch %d (the group had recorded %d)", epoch, lost, g.Status.Transitions)
+	}
+	g = c.waitFor("jobs", 10*time.Second, "e-3's term recorded", heldBy("e-3"))
+	if !slices.ContainsFunc(g.Status.History, func(e v1alpha1.HistoryEntry) bool { return e.Holder == "e-2" && e.Transition == lost }) {
+		t.Errorf("history %s does not show e-2's term at epoch %d", describeHistory(g), lost)
 	}
 }
 

@@ -27,6 +27,9 @@ type target struct {
 	renewDeadline   time.Duration
 	retryPeriod     time.Duration
 	releaseOnCancel bool
+	// labels and keepEpoch are what the group asks of every write of its Lease.
+	labels    map[string]string
+	keepEpoch bool
 	// names are how error messages refer to the timings.
 	names supervisor.Names
 	// epochFloor reads the group's recorded epochs, always fresh: this process has
@@ -118,6 +121,8 @@ func targetOf(g *v1alpha1.LeaderGroup) (*target, error) {
 		renewDeadline:   el.RenewDeadline,
 		retryPeriod:     el.RetryPeriod,
 		releaseOnCancel: el.ReleaseOnCancel,
+		labels:          el.Labels,
+		keepEpoch:       el.KeepEpoch,
 		names: supervisor.Names{LeaseDuration: "spec.leaseDuration", RenewDeadline: "spec.renewDeadline",
 			SafetyMargin: "--safety-margin", GracePeriod: "--grace-period"},
 	}
@@ -136,6 +141,8 @@ func (t *target) electorConfig(identity string) election.Config {
 		RenewDeadline:   t.renewDeadline,
 		RetryPeriod:     t.retryPeriod,
 		ReleaseOnCancel: t.releaseOnCancel,
+		Labels:          t.labels,
+		KeepEpoch:       t.keepEpoch,
 		EpochFloor:      t.epochFloor,
 	}
 }

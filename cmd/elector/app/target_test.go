@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/groups"
 )
 
 func group(edit func(*v1alpha1.LeaderGroup)) *v1alpha1.LeaderGroup {
@@ -39,6 +40,9 @@ func TestElectorTargetOfAGroup(t *testing.T) {
 	if tg.lease.String() != "ns/g" || !tg.releaseOnCancel || tg.leaseDuration != 15*time.Second || tg.groupString() != "ns/g" {
 		t.Errorf("target %+v: want the group's own name and namespace, its timings, release on cancel", tg)
 	}
+	if cfg := tg.electorConfig("e"); !cfg.KeepEpoch || cfg.Labels[groups.LabelGroup] != "g" {
+		t.Errorf("elector config %+v: want the Lease in the group's namespace kept and labelled with the group", cfg)
+	}
 	tg, err = targetOf(group(func(g *v1alpha1.LeaderGroup) {
 		g.Spec.Lease = &v1alpha1.LeaseReference{Name: "lock", Namespace: "other"}
 		g.Spec.ReleaseOnCancel = ptr.To(false)
@@ -48,6 +52,9 @@ func TestElectorTargetOfAGroup(t *testing.T) {
 	}
 	if tg.lease.String() != "other/lock" || tg.releaseOnCancel {
 		t.Errorf("target %+v: want other/lock without release", tg)
+	}
+	if cfg := tg.electorConfig("e"); cfg.KeepEpoch {
+		t.Errorf("elector config %+v: a Lease in another namespace is not kept: the status writer may only read it", cfg)
 	}
 	for source, want := range map[v1alpha1.CandidateSource]string{
 		v1alpha1.SourceManager: "group ns/g is of source Manager: its electors are the managers; use source External",
