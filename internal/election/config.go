@@ -80,7 +80,8 @@ type Config struct {
 	// writer that keeps the epoch wrote (one without leaserecord.Finalizer), as a
 	// cache may not show yet the epoch a deleted Lease was recorded with. An error
 	// postpones the write. Without it, a Lease deleted before this process saw it
-	// starts again from what this process knows (see the README's guarantees).
+	// starts again from what this process knows (see the README's guarantees). It
+	// may call UpdateConfig: the write that follows uses the config it leaves.
 	EpochFloor func(fresh bool) (int32, error)
 	// KeepEpoch puts leaserecord.Finalizer on the Lease this elector writes: a
 	// deleted Lease then waits, terminating, until its group's status records its

@@ -2,9 +2,11 @@ package election
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -272,5 +274,39 @@ func TestTheFloorIsAppliedToEveryAcquisitionAndReadFreshForACreate(t *testing.T)
 	defer mu.Unlock()
 	if !slices.Equal(reads, []bool{true}) {
 		t.Errorf("floor reads (fresh?) %v before creating the Lease, want one fresh", reads)
+	}
+}
+
+// The config EpochFloor leaves is the write's own: the elector command learns
+// there whether its group's Lease keeps the epoch, and a Lease it creates then
+// carries the finalizer from its first write.
+func TestAConfigUpdatedWhileReadingTheFloorIsTheWritesOwn(t *testing.T) {
+	ns := newNamespace(t)
+	key := types.NamespacedName{Namespace: ns, Name: "lock"}
+	rec := newRecorder(t)
+	var el atomic.Pointer[Elector]
+	// A renewal only every 2s: the Lease read once b leads is the creation's.
+	cfg := Config{LeaseDuration: 8 * time.Second, RenewDeadline: 4 * time.Second, RetryPeriod: 2 * time.Second}
+	cfg.EpochFloor = func(bool) (int32, error) {
+		e := el.Load()
+		if e == nil {
+			return 0, errors.New("not joined yet") // postpones the write
+		}
+		c := e.Config()
+		c.KeepEpoch, c.Labels = true, map[string]string{"example.com/group": "g"}
+		return 0, e.UpdateConfig(c)
+	}
+	b := startProcess(t, "b", rec, ns)
+	el.Store(b.join(t, key, cfg))
+	eventually(t, 10*time.Second, "b leading", func() bool { return rec.leader(key.String()) == "b" })
+	l, err := admin.CoordinationV1().Leases(ns).Get(context.Background(), key.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Spec.AcquireTime.Equal(l.Spec.RenewTime) {
+		t.Fatalf("the Lease was renewed (acquired %s, renewed %s) before the test read it: it cannot tell the creation's write", l.Spec.AcquireTime, l.Spec.RenewTime)
+	}
+	if !leaserecord.Kept(l) || l.Labels["example.com/group"] != "g" {
+		t.Errorf("the created Lease has finalizers %v and labels %v: the config the floor read left was not the create's", l.Finalizers, l.Labels)
 	}
 }

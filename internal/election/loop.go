@@ -142,6 +142,9 @@ func (l *loop) step(ctx context.Context, now time.Time) time.Time {
 			l.logger.V(2).Info("Not taking the lease yet: cannot read the epoch floor", "err", err)
 			return now.Add(cfg.RetryPeriod)
 		}
+		// Reading the group may have updated the config (an External group's elector
+		// learns there whether the Lease keeps its epoch): this write carries it.
+		cfg = e.config()
 		if floor > l.maxEpoch {
 			l.maxEpoch = floor
 			v = l.view(now)

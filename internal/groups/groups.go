@@ -6,6 +6,7 @@ package groups
 import (
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -82,24 +83,34 @@ func Labels(g *v1alpha1.LeaderGroup) map[string]string {
 
 // KeepsEpoch tells whether the group's electors put leaserecord.Finalizer on its
 // Lease, so that a deleted Lease waits until the status writer has recorded its
-// epoch. Every group's do, but an External group's whose Lease is in another
-// namespace: the status writer, which lets the Lease go, may only read Leases there.
+// epoch: only the status writer lets it go, and only a served group's (its Lease
+// observed). Manager and Pods groups' electors are the managers, which run only
+// for a served group. An External group's run anywhere, so they keep the epoch
+// only of a group the status shows served as it now is, and whose Lease is in its
+// own namespace (the managers may only read Leases in others).
 func KeepsEpoch(g *v1alpha1.LeaderGroup) bool {
-	return g.Spec.Candidates.Source != v1alpha1.SourceExternal || Lease(g).Namespace == g.Namespace
+	if g.Spec.Candidates.Source != v1alpha1.SourceExternal {
+		return true
+	}
+	return Lease(g).Namespace == g.Namespace && g.Status.ObservedGeneration == g.Generation &&
+		meta.IsStatusConditionTrue(g.Status.Conditions, v1alpha1.ConditionReady)
 }
 
 // Election is identity's elector config in the group's election (without
 // callbacks' concerns: owner, handover and epoch floor are the caller's).
 func Election(g *v1alpha1.LeaderGroup, identity string) election.Config {
 	t := Timings(g)
-	return election.Config{
+	cfg := election.Config{
 		Lease:           Lease(g),
 		Identity:        identity,
 		LeaseDuration:   t.LeaseDuration,
 		RenewDeadline:   t.RenewDeadline,
 		RetryPeriod:     t.RetryPeriod,
 		ReleaseOnCancel: ReleaseOnCancel(g),
-		Labels:          Labels(g),
-		KeepEpoch:       KeepsEpoch(g),
 	}
+	if KeepsEpoch(g) {
+		// The label is how the status writer finds a kept Lease's group.
+		cfg.KeepEpoch, cfg.Labels = true, Labels(g)
+	}
+	return cfg
 }

@@ -10,28 +10,47 @@ import (
 )
 
 func TestWhichGroupsKeepTheirEpochAndHowTheirLeaseIsLabelled(t *testing.T) {
-	group := func(source v1alpha1.CandidateSource, leaseNamespace string) *v1alpha1.LeaderGroup {
-		g := &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "ns"}}
+	group := func(source v1alpha1.CandidateSource, leaseNamespace string, status ...func(*v1alpha1.LeaderGroup)) *v1alpha1.LeaderGroup {
+		g := &v1alpha1.LeaderGroup{ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: "ns", Generation: 2}}
 		g.Spec.Candidates.Source = source
 		if leaseNamespace != "" {
 			g.Spec.Lease = &v1alpha1.LeaseReference{Namespace: leaseNamespace}
 		}
+		for _, s := range status {
+			s(g)
+		}
 		return g
 	}
+	ready := func(s metav1.ConditionStatus, observed int64) func(*v1alpha1.LeaderGroup) {
+		return func(g *v1alpha1.LeaderGroup) {
+			g.Status.ObservedGeneration = observed
+			g.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: s, Reason: "Any"}}
+		}
+	}
+	served := ready(metav1.ConditionTrue, 2)
 	for _, tc := range []struct {
+		what string
 		g    *v1alpha1.LeaderGroup
 		want bool
 	}{
-		{group("", ""), true},
-		{group(v1alpha1.SourceManager, ""), true},
-		{group(v1alpha1.SourcePods, ""), true},
-		{group(v1alpha1.SourceExternal, ""), true},
-		{group(v1alpha1.SourceExternal, "ns"), true},
-		// the status writer may only read Leases in an External namespace
-		{group(v1alpha1.SourceExternal, "shared"), false},
+		// the managers are the electors, only while they serve the group
+		{"Manager (default)", group("", ""), true},
+		{"Manager", group(v1alpha1.SourceManager, ""), true},
+		{"Pods", group(v1alpha1.SourcePods, ""), true},
+		{"External, served", group(v1alpha1.SourceExternal, "", served), true},
+		{"External, its own namespace named, served", group(v1alpha1.SourceExternal, "ns", served), true},
+		// nobody may let such a Lease go
+		{"External, never served", group(v1alpha1.SourceExternal, ""), false},
+		{"External, an older generation served", group(v1alpha1.SourceExternal, "", ready(metav1.ConditionTrue, 1)), false},
+		{"External, blocked (suspended, in conflict, …)", group(v1alpha1.SourceExternal, "", ready(metav1.ConditionFalse, 2)), false},
+		{"External, Lease in another namespace", group(v1alpha1.SourceExternal, "shared", served), false},
 	} {
-		if got := Election(tc.g, "id").KeepEpoch; got != tc.want {
-			t.Errorf("source %q, Lease %s: KeepEpoch %v, want %v", tc.g.Spec.Candidates.Source, Lease(tc.g), got, tc.want)
+		cfg := Election(tc.g, "id")
+		if cfg.KeepEpoch != tc.want {
+			t.Errorf("%s: KeepEpoch %v, want %v", tc.what, cfg.KeepEpoch, tc.want)
+		}
+		if labelled := cfg.Labels[LabelGroup] == "g"; labelled != tc.want {
+			t.Errorf("%s: labels %v: want the group label exactly when the Lease is kept", tc.what, cfg.Labels)
 		}
 	}
 

@@ -105,8 +105,10 @@ func TestLeaseDeletedBeforeItsTermWasRecordedKeepsItsEpoch(t *testing.T) {
 }
 
 // The same gap in an External group, whose electors are `elector --group`
-// processes: they keep the epoch of a Lease in the group's namespace as the
-// managers do. The status writer that saw the unrecorded term dies with its holder.
+// processes: they keep the epoch of a served group's Lease in its namespace as the
+// managers do — here from e-2's acquisition on, as e-1 may have started before the
+// manager first served the group. The status writer that saw the unrecorded term
+// dies with its holder.
 func TestExternalLeaseDeletedBeforeItsTermWasRecordedKeepsItsEpoch(t *testing.T) {
 	c := newCluster(t)
 	kids := newChildren(t)
@@ -124,7 +126,11 @@ func TestExternalLeaseDeletedBeforeItsTermWasRecordedKeepsItsEpoch(t *testing.T)
 	e1.Wait(t, 10*time.Second)
 	lease := types.NamespacedName{Namespace: c.namespace, Name: "jobs"}
 	waitForLeaseHolder(t, lease, "e-2", 2*leaseDuration)
-	lost := leaserecord.Epoch(getLease(t, lease))
+	l := getLease(t, lease)
+	lost := leaserecord.Epoch(l)
+	if !leaserecord.Kept(l) {
+		t.Errorf("e-2 took the Lease of a served group without keeping its epoch: finalizers %v", l.Finalizers)
+	}
 	a.kill(t)
 	g := &v1alpha1.LeaderGroup{}
 	if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: c.namespace, Name: "jobs"}, g); err != nil {
@@ -151,6 +157,28 @@ func TestExternalLeaseDeletedBeforeItsTermWasRecordedKeepsItsEpoch(t *testing.T)
 	g = c.waitFor("jobs", 10*time.Second, "e-3's term recorded", heldBy("e-3"))
 	if !slices.ContainsFunc(g.Status.History, func(e v1alpha1.HistoryEntry) bool { return e.Holder == "e-2" && e.Transition == lost }) {
 		t.Errorf("history %s does not show e-2's term at epoch %d", describeHistory(g), lost)
+	}
+}
+
+// An External group no manager serves: nobody would let a kept Lease go, so its
+// electors do not keep the epoch, and a deleted Lease is created again.
+func TestExternalLeaseOfAGroupNoManagerServesIsCreatedAgainAfterADeletion(t *testing.T) {
+	c := newCluster(t)
+	kids := newChildren(t)
+	c.group("jobs", external)
+	c.startElector(kids, electorArgs{id: "e-1", election: groupArgs("jobs"), child: []string{}})
+	lease := types.NamespacedName{Namespace: c.namespace, Name: "jobs"}
+	waitForLeaseHolder(t, lease, "e-1", 10*time.Second)
+	if l := getLease(t, lease); leaserecord.Kept(l) {
+		t.Fatalf("the Lease of a group no manager serves carries finalizers %v: nobody would let it go", l.Finalizers)
+	}
+	deleted := time.Now()
+	if err := clientset.CoordinationV1().Leases(c.namespace).Delete(context.Background(), lease.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitForLeaseHolder(t, lease, "e-1", 2*leaseDuration+10*time.Second)
+	if waited := getLease(t, lease).Spec.AcquireTime.Sub(deleted); waited < leaseDuration-100*time.Millisecond {
+		t.Errorf("e-1 created the Lease again %s after the deletion, before leaseDuration %s", waited, leaseDuration)
 	}
 }
 

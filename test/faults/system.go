@@ -405,13 +405,14 @@ func (s *System) addTimings(group string, t Timings) {
 // a leaseDuration for the record to expire, then a renewDeadline and two retry
 // periods for a candidate (woken by its informer, backed off at most a retry
 // period) to acquire; for a Pods group the status writer changes first, within the
-// manager lock's own bound.
+// manager lock's own bound, and so may it for an External group, whose electors
+// wait for the status writer to let a deleted Lease go.
 func recoveryBound(g Group) time.Duration {
 	var d time.Duration
 	for _, t := range g.Timings {
 		d = max(d, t.LeaseDuration+t.RenewDeadline+2*t.RetryPeriod)
 	}
-	if g.Source == Pods {
+	if g.Source == Pods || g.Source == External {
 		d += lockTimings.LeaseDuration + lockTimings.RenewDeadline + 2*lockTimings.RetryPeriod
 	}
 	return d

@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/election-manager/election-manager/api/v1alpha1"
 	"github.com/election-manager/election-manager/internal/election"
 	"github.com/election-manager/election-manager/internal/supervisor"
 )
@@ -121,7 +122,8 @@ func run(ctx, stopCtx context.Context, again <-chan struct{}, logger logr.Logger
 	})
 	// The callbacks run on the elector's goroutine and only hand over: the
 	// supervisor first (it must signal the child at once), then /leader.
-	el, err = election.New(t.electorConfig(o.ID), cs.CoordinationV1(), leases, election.Callbacks{
+	follow := func(g *v1alpha1.LeaderGroup) { keepAsGroupSays(logger, el, g) }
+	el, err = election.New(t.electorConfig(o.ID, follow), cs.CoordinationV1(), leases, election.Callbacks{
 		OnStartedLeading: func(epoch int32) {
 			if sup != nil {
 				sup.Lead(epoch)

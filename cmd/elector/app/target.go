@@ -3,8 +3,10 @@ package app
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
+	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -32,9 +34,9 @@ type target struct {
 	keepEpoch bool
 	// names are how error messages refer to the timings.
 	names supervisor.Names
-	// epochFloor reads the group's recorded epochs, always fresh: this process has
-	// no cache of the group (nil without a group).
-	epochFloor func(fresh bool) (int32, error)
+	// readGroup reads the group from the API server (nil without a group): this
+	// process has no cache of it.
+	readGroup func() (*v1alpha1.LeaderGroup, error)
 }
 
 var leaderGroups = v1alpha1.GroupVersion.WithResource("leadergroups")
@@ -78,19 +80,15 @@ func groupTarget(ctx context.Context, dyn dynamic.Interface, disco discovery.Dis
 	if err != nil {
 		return nil, err
 	}
-	t.epochFloor = func(bool) (int32, error) {
+	t.readGroup = func() (*v1alpha1.LeaderGroup, error) {
 		// Read before each acquisition: not worth a watch.
 		ctx, cancel := context.WithTimeout(context.Background(), t.retryPeriod)
 		defer cancel()
 		u, err := dyn.Resource(leaderGroups).Namespace(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		g, err := fromUnstructured(u.Object)
-		if err != nil {
-			return 0, err
-		}
-		return groups.EpochFloor(g), nil
+		return fromUnstructured(u.Object)
 	}
 	return t, nil
 }
@@ -132,9 +130,11 @@ func targetOf(g *v1alpha1.LeaderGroup) (*target, error) {
 	return t, nil
 }
 
-// electorConfig is the elector's config for identity.
-func (t *target) electorConfig(identity string) election.Config {
-	return election.Config{
+// electorConfig is the elector's config for identity. In a group, the group is
+// read again before every acquisition: its recorded epochs are the floor, and
+// follow learns what it now asks of the Lease's writes.
+func (t *target) electorConfig(identity string, follow func(*v1alpha1.LeaderGroup)) election.Config {
+	cfg := election.Config{
 		Lease:           t.lease,
 		Identity:        identity,
 		LeaseDuration:   t.leaseDuration,
@@ -143,8 +143,36 @@ func (t *target) electorConfig(identity string) election.Config {
 		ReleaseOnCancel: t.releaseOnCancel,
 		Labels:          t.labels,
 		KeepEpoch:       t.keepEpoch,
-		EpochFloor:      t.epochFloor,
 	}
+	if t.readGroup != nil {
+		cfg.EpochFloor = func(bool) (int32, error) {
+			g, err := t.readGroup()
+			if err != nil {
+				return 0, err
+			}
+			follow(g)
+			return groups.EpochFloor(g), nil
+		}
+	}
+	return cfg
+}
+
+// keepAsGroupSays gives the running elector what its group, as just read, asks of
+// the Lease's writes: whether they keep the epoch, which depends on whether a
+// manager serves the group (groups.KeepsEpoch), and the group label. An elector
+// started before a manager first served its group keeps the epoch from its next
+// acquisition on: the elector reads its config again after the floor.
+func keepAsGroupSays(logger logr.Logger, el *election.Elector, g *v1alpha1.LeaderGroup) {
+	cfg, want := el.Config(), groups.Election(g, "")
+	if cfg.KeepEpoch == want.KeepEpoch && maps.Equal(cfg.Labels, want.Labels) {
+		return
+	}
+	cfg.KeepEpoch, cfg.Labels = want.KeepEpoch, want.Labels
+	if err := el.UpdateConfig(cfg); err != nil {
+		logger.Error(err, "Following the group's epoch keeping")
+		return
+	}
+	logger.Info("Following the group: a deleted Lease keeps its epoch until a manager records it", "keep", cfg.KeepEpoch)
 }
 
 // budget is the child's stopping budget in this election.

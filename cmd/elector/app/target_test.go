@@ -32,6 +32,12 @@ func group(edit func(*v1alpha1.LeaderGroup)) *v1alpha1.LeaderGroup {
 	return g
 }
 
+// served is how a manager's status shows a group it serves as it now is.
+func served(g *v1alpha1.LeaderGroup) {
+	g.Generation, g.Status.ObservedGeneration = 2, 2
+	g.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReconciled}}
+}
+
 func TestElectorTargetOfAGroup(t *testing.T) {
 	tg, err := targetOf(group(nil))
 	if err != nil {
@@ -40,10 +46,18 @@ func TestElectorTargetOfAGroup(t *testing.T) {
 	if tg.lease.String() != "ns/g" || !tg.releaseOnCancel || tg.leaseDuration != 15*time.Second || tg.groupString() != "ns/g" {
 		t.Errorf("target %+v: want the group's own name and namespace, its timings, release on cancel", tg)
 	}
-	if cfg := tg.electorConfig("e"); !cfg.KeepEpoch || cfg.Labels[groups.LabelGroup] != "g" {
-		t.Errorf("elector config %+v: want the Lease in the group's namespace kept and labelled with the group", cfg)
+	if cfg := tg.electorConfig("e", nil); cfg.KeepEpoch || cfg.Labels != nil {
+		t.Errorf("elector config %+v: a group no manager serves yet (no status) keeps no epoch", cfg)
+	}
+	tg, err = targetOf(group(served))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := tg.electorConfig("e", nil); !cfg.KeepEpoch || cfg.Labels[groups.LabelGroup] != "g" {
+		t.Errorf("elector config %+v: want the served group's Lease kept and labelled with the group", cfg)
 	}
 	tg, err = targetOf(group(func(g *v1alpha1.LeaderGroup) {
+		served(g)
 		g.Spec.Lease = &v1alpha1.LeaseReference{Name: "lock", Namespace: "other"}
 		g.Spec.ReleaseOnCancel = ptr.To(false)
 	}))
@@ -53,8 +67,8 @@ func TestElectorTargetOfAGroup(t *testing.T) {
 	if tg.lease.String() != "other/lock" || tg.releaseOnCancel {
 		t.Errorf("target %+v: want other/lock without release", tg)
 	}
-	if cfg := tg.electorConfig("e"); cfg.KeepEpoch {
-		t.Errorf("elector config %+v: a Lease in another namespace is not kept: the status writer may only read it", cfg)
+	if cfg := tg.electorConfig("e", nil); cfg.KeepEpoch || cfg.Labels != nil {
+		t.Errorf("elector config %+v: a Lease in another namespace is neither kept nor labelled: the status writer may only read it", cfg)
 	}
 	for source, want := range map[v1alpha1.CandidateSource]string{
 		v1alpha1.SourceManager: "group ns/g is of source Manager: its electors are the managers; use source External",
