@@ -86,14 +86,17 @@ func Labels(g *v1alpha1.LeaderGroup) map[string]string {
 // epoch: only the status writer lets it go, and only a served group's (its Lease
 // observed). Manager and Pods groups' electors are the managers, which run only
 // for a served group. An External group's run anywhere, so they keep the epoch
-// only of a group the status shows served as it now is, and whose Lease is in its
-// own namespace (the managers may only read Leases in others).
+// only when the status shows the group served on this Lease and it is not being
+// suspended, and when the status writer can find the Lease's group again: by the
+// group label (no owner reference), in the group's own namespace (the managers
+// may only read Leases in others).
 func KeepsEpoch(g *v1alpha1.LeaderGroup) bool {
 	if g.Spec.Candidates.Source != v1alpha1.SourceExternal {
 		return true
 	}
-	return Lease(g).Namespace == g.Namespace && g.Status.ObservedGeneration == g.Generation &&
-		meta.IsStatusConditionTrue(g.Status.Conditions, v1alpha1.ConditionReady)
+	lease := Lease(g)
+	return lease.Namespace == g.Namespace && Labels(g) != nil && !g.Spec.Suspend &&
+		g.Status.Lease == lease.String() && meta.IsStatusConditionTrue(g.Status.Conditions, v1alpha1.ConditionReady)
 }
 
 // Election is identity's elector config in the group's election (without

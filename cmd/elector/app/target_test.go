@@ -34,7 +34,7 @@ func group(edit func(*v1alpha1.LeaderGroup)) *v1alpha1.LeaderGroup {
 
 // served is how a manager's status shows a group it serves as it now is.
 func served(g *v1alpha1.LeaderGroup) {
-	g.Generation, g.Status.ObservedGeneration = 2, 2
+	g.Generation, g.Status.ObservedGeneration, g.Status.Lease = 2, 2, groups.Lease(g).String()
 	g.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReconciled}}
 }
 
