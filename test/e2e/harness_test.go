@@ -74,16 +74,21 @@ func (c *cluster) startManager(id string, viaProxy bool, extra ...string) *manag
 	if viaProxy {
 		kubeconfig, m.proxy = proxiedKubeconfig(c.t)
 	}
-	args := append([]string{"--kubeconfig", kubeconfig, "--id", id,
+	m.Process = testutil.StartProcess(c.t, id, managerBin, c.managerArgs(kubeconfig, id, extra...)...)
+	c.managers = append(c.managers, m)
+	m.WaitForOutput(c.t, `"msg":"Starting manager"`, 30*time.Second)
+	return m
+}
+
+// managerArgs are the flags of a manager with the test timings for its own lock,
+// serving the cluster's namespace (and extra flags).
+func (c *cluster) managerArgs(kubeconfig, id string, extra ...string) []string {
+	return append([]string{"--kubeconfig", kubeconfig, "--id", id,
 		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--zap-time-encoding=rfc3339nano",
 		"--namespaces", c.namespace, "--lock-namespace", c.namespace, "--lock-name", c.lockName,
 		"--lock-lease-duration", leaseDuration.String(), "--lock-renew-deadline", renewDeadline.String(),
 		"--lock-retry-period", retryPeriod.String(),
 	}, extra...)
-	m.Process = testutil.StartProcess(c.t, id, managerBin, args...)
-	c.managers = append(c.managers, m)
-	m.WaitForOutput(c.t, `"msg":"Starting manager"`, 30*time.Second)
-	return m
 }
 
 // kill SIGKILLs the manager and remembers when.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,6 +32,45 @@ func TestManagerServesProbes(t *testing.T) {
 		waitForStatus(t, http.DefaultClient, url, "", http.StatusOK)
 	}
 	requireGracefulStop(t, m)
+}
+
+// A manager started while the API server cannot be reached, or before it serves
+// the LeaderGroup API (kube-apiserver serves a CRD's discovery a moment after it
+// starts), waits for it instead of exiting, and then serves.
+func TestManagerWaitsForTheAPIServerAndTheLeaderGroupAPI(t *testing.T) {
+	t.Run("unreachable", func(t *testing.T) {
+		c := newCluster(t)
+		kubeconfig, proxy := proxiedKubeconfig(t)
+		proxy.SetMode(testutil.Refuse)
+		m := testutil.StartProcess(t, "waiting", managerBin, c.managerArgs(kubeconfig, "waiting")...)
+		m.WaitForOutput(t, `"msg":"Cannot reach the API server, retrying"`, 10*time.Second)
+		proxy.SetMode(testutil.Pass)
+		m.WaitForOutput(t, `"msg":"Starting manager"`, 40*time.Second)
+		c.group("payments")
+		c.waitFor("payments", 10*time.Second, "held by the manager that waited", heldBy("waiting"))
+	})
+	t.Run("the CRD not served yet", func(t *testing.T) {
+		bare, err := testutil.StartControlPlaneWith(testutil.ControlPlaneOptions{NoCRDs: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = bare.Stop() })
+		m := testutil.StartProcess(t, "early", managerBin, "--kubeconfig", bare.Kubeconfig, "--id", "early",
+			"--metrics-bind-address=0", "--health-probe-bind-address=0", "--zap-time-encoding=rfc3339nano")
+		m.WaitForOutput(t, `"msg":"The API server does not serve it yet, retrying"`, 20*time.Second)
+		if out, err := runKubectl(t, bare.Kubeconfig, "", "apply", "-f", filepath.Join(testutil.RepoRoot(), "config", "crd", "bases")); err != nil {
+			t.Fatalf("kubectl apply the CRD: %v\n%s", err, out)
+		}
+		m.WaitForOutput(t, `"msg":"Starting manager"`, 40*time.Second)
+		group := "apiVersion: coordination.electionmanager.dev/v1alpha1\nkind: LeaderGroup\nmetadata: {name: payments, namespace: default}\n"
+		if out, err := runKubectl(t, bare.Kubeconfig, group, "apply", "-f", "-"); err != nil {
+			t.Fatalf("kubectl apply the group: %v\n%s", err, out)
+		}
+		poll(t, 20*time.Second, "the group held by the manager that waited", func() bool {
+			out, _ := runKubectl(t, bare.Kubeconfig, "", "get", "leadergroup", "payments", "-n", "default", "-o", "jsonpath={.status.holder}")
+			return out == "early"
+		})
+	})
 }
 
 // Scripts run several managers on one machine with only --kubeconfig, --id and the two

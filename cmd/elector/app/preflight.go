@@ -2,16 +2,9 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
-	"math"
-	"net"
-	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/go-logr/logr"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -19,65 +12,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 )
-
-// attemptTimeout bounds one request of the start-up checks: a partitioned API
-// server would otherwise hold it for ever.
-const attemptTimeout = 10 * time.Second
-
-// withRetry runs fn until it succeeds or fails for a reason a retry cannot fix,
-// backing off (0.5s doubling to 30s) while the API server cannot be reached, and
-// saying so in the log. It gives up when ctx ends (a signal).
-func withRetry(ctx context.Context, logger logr.Logger, server string, fn func(context.Context) error) error {
-	backoff := wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: math.MaxInt32, Cap: 30 * time.Second}
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		err := fn(actx)
-		cancel()
-		if err == nil || !unreachable(err) {
-			return err
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("stopped while waiting for the API server at %s: %w", server, err)
-		}
-		delay := backoff.Step()
-		logger.Info("Cannot reach the API server, retrying", "server", server, "attempt", attempt,
-			"retryIn", delay.Round(time.Millisecond).String(), "err", err.Error())
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("stopped while waiting for the API server at %s: %w", server, err)
-		case <-time.After(delay):
-		}
-	}
-}
-
-// unreachable tells an error a retry may fix (the API server cannot be reached, or
-// is overloaded) from an answer that will not change (forbidden, not found, a
-// certificate that does not verify).
-func unreachable(err error) bool {
-	var status apierrors.APIStatus
-	if errors.As(err, &status) {
-		return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
-			apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err)
-	}
-	var (
-		verify  *tls.CertificateVerificationError
-		unknown x509.UnknownAuthorityError
-		host    x509.HostnameError
-	)
-	if errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &host) {
-		return false
-	}
-	var (
-		uerr *url.Error
-		nerr net.Error
-	)
-	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &uerr) || errors.As(err, &nerr) ||
-		utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err)
-}
 
 // leaseVerbs are what an elector does with its Lease: read it through an informer
 // (list, watch), create it when missing, and renew it. get and update may be

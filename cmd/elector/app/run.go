@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/clientconfig"
 	"github.com/election-manager/election-manager/internal/election"
 	"github.com/election-manager/election-manager/internal/supervisor"
 )
@@ -47,7 +48,7 @@ func Run(ctx context.Context, o *Options, signals <-chan os.Signal) (int, error)
 	if err != nil {
 		return 1, fmt.Errorf("creating the clientset: %w", err)
 	}
-	if err := withRetry(stopCtx, logger, cfg.Host, func(ctx context.Context) error {
+	if err := clientconfig.WithRetry(stopCtx, logger, cfg.Host, func(ctx context.Context) error {
 		return checkLeaseAccess(ctx, logger, cs, t.lease)
 	}); err != nil {
 		return 1, err
@@ -69,7 +70,7 @@ func resolveTarget(ctx context.Context, logger logr.Logger, cfg *rest.Config, o 
 			return nil, fmt.Errorf("creating the clientset: %w", err)
 		}
 		key := types.NamespacedName{Namespace: o.Namespace, Name: o.Group}
-		if err := withRetry(ctx, logger, cfg.Host, func(ctx context.Context) (err error) {
+		if err := clientconfig.WithRetry(ctx, logger, cfg.Host, func(ctx context.Context) (err error) {
 			t, err = groupTarget(ctx, dyn, cs.Discovery(), key)
 			return err
 		}); err != nil {

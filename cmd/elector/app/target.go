@@ -169,10 +169,14 @@ func keepAsGroupSays(logger logr.Logger, el *election.Elector, g *v1alpha1.Leade
 	}
 	cfg.KeepEpoch, cfg.Labels = want.KeepEpoch, want.Labels
 	if err := el.UpdateConfig(cfg); err != nil {
-		logger.Error(err, "Following the group's epoch keeping")
+		logger.Error(err, "Following the group: keeping the epoch or not")
 		return
 	}
-	logger.Info("Following the group: a deleted Lease keeps its epoch until a manager records it", "keep", cfg.KeepEpoch)
+	if cfg.KeepEpoch {
+		logger.Info("Keeping the epoch: from this term on, a deleted Lease waits until a manager records it")
+	} else {
+		logger.Info("Not keeping the epoch: the group's status does not show a manager serving it on this Lease")
+	}
 }
 
 // budget is the child's stopping budget in this election.

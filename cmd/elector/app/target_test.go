@@ -1,19 +1,11 @@
 package app
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"net"
-	"net/url"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
@@ -83,26 +75,5 @@ func TestElectorTargetOfAGroup(t *testing.T) {
 	_, err = targetOf(group(func(g *v1alpha1.LeaderGroup) { g.Spec.RenewDeadline.Duration = 20 * time.Second }))
 	if err == nil || !strings.Contains(err.Error(), "LeaderGroup ns/g: spec.leaseDuration 15s: must be greater than spec.renewDeadline + spec.retryPeriod") {
 		t.Errorf("unsafe timings: %v", err)
-	}
-}
-
-func TestElectorUnreachable(t *testing.T) {
-	gr := schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
-	for _, tc := range []struct {
-		err  error
-		want bool
-	}{
-		{&url.Error{Op: "Get", URL: "https://127.0.0.1:6443", Err: &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}}, true},
-		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), true},
-		{apierrors.NewServiceUnavailable("etcd"), true},
-		{apierrors.NewTooManyRequests("slow down", 1), true},
-		{apierrors.NewForbidden(gr, "x", errors.New("no")), false},
-		{apierrors.NewNotFound(gr, "x"), false},
-		{apierrors.NewUnauthorized("who"), false},
-		{errors.New("something else"), false},
-	} {
-		if got := unreachable(tc.err); got != tc.want {
-			t.Errorf("unreachable(%v) = %v, want %v", tc.err, got, tc.want)
-		}
 	}
 }

@@ -98,6 +98,9 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
+	if err := waitForTheAPI(ctx, ctrl.LoggerFrom(ctx), cfg); err != nil {
+		return err
+	}
 	mgr, err := NewManager(cfg, o)
 	if err != nil {
 		return err
