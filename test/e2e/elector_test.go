@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/election-manager/election-manager/api/v1alpha1"
+	"github.com/election-manager/election-manager/internal/leaserecord"
 	"github.com/election-manager/election-manager/internal/supervisor"
 	"github.com/election-manager/election-manager/internal/testutil"
 )
@@ -349,4 +350,44 @@ func TestElectorFollowsItsChildsExit(t *testing.T) {
 			t.Errorf("the elector exited")
 		}
 	})
+}
+
+// A group deleted under its electors: a follower cannot read the epochs the group
+// recorded, so it does not campaign, and says so once; when the group is back it
+// campaigns, above every epoch the Lease had.
+func TestElectorOfADeletedGroupSaysWhyItDoesNotCampaign(t *testing.T) {
+	c := newCluster(t)
+	kids := newChildren(t)
+	c.group("work", external)
+	e1 := c.startElector(kids, electorArgs{id: "e-1", election: groupArgs("work"), child: []string{}})
+	lease := types.NamespacedName{Namespace: c.namespace, Name: "work"}
+	waitForLeaseHolder(t, lease, "e-1", 10*time.Second)
+	e2 := c.startElector(kids, electorArgs{id: "e-2", election: groupArgs("work"), child: []string{}})
+	e2.WaitForOutput(t, `"holder":"e-1"`, 10*time.Second)
+	first := leaserecord.Epoch(getLease(t, lease))
+
+	if out, err := runKubectl(t, cp.Kubeconfig, "", "delete", "leadergroup", "work", "-n", c.namespace); err != nil {
+		t.Fatalf("kubectl delete leadergroup: %v\n%s", err, out)
+	}
+	if err := e1.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	e1.Wait(t, 10*time.Second)
+	e2.WaitForOutput(t, `"msg":"Not campaigning: cannot read the LeaderGroup`, 2*retryPeriod+10*time.Second)
+	if !strings.Contains(e2.Output(), `"reason":"NotFound"`) {
+		t.Errorf("e-2 does not say the group is not found")
+	}
+	if h := leaserecord.Holder(getLease(t, lease)); h != "" {
+		t.Fatalf("%s holds the Lease of a deleted group", h)
+	}
+
+	c.group("work", external)
+	e2.WaitForOutput(t, `"msg":"The LeaderGroup can be read again: campaigning"`, 2*retryPeriod+10*time.Second)
+	waitForLeaseHolder(t, lease, "e-2", 10*time.Second)
+	if epoch := leaserecord.Epoch(getLease(t, lease)); epoch <= first {
+		t.Errorf("e-2 leads at epoch %d, not above e-1's %d", epoch, first)
+	}
+	if n := strings.Count(e2.Output(), `"msg":"Not campaigning: cannot read the LeaderGroup`); n != 1 {
+		t.Errorf("e-2 said %d times that it cannot read the group, want once", n)
+	}
 }

@@ -15,7 +15,6 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	"github.com/election-manager/election-manager/api/v1alpha1"
 	"github.com/election-manager/election-manager/internal/clientconfig"
 	"github.com/election-manager/election-manager/internal/election"
 	"github.com/election-manager/election-manager/internal/supervisor"
@@ -123,8 +122,8 @@ func run(ctx, stopCtx context.Context, again <-chan struct{}, logger logr.Logger
 	})
 	// The callbacks run on the elector's goroutine and only hand over: the
 	// supervisor first (it must signal the child at once), then /leader.
-	follow := func(g *v1alpha1.LeaderGroup) { keepAsGroupSays(logger, el, g) }
-	el, err = election.New(t.electorConfig(o.ID, follow), cs.CoordinationV1(), leases, election.Callbacks{
+	group := &groupFollower{logger: logger}
+	el, err = election.New(t.electorConfig(o.ID, group.follow), cs.CoordinationV1(), leases, election.Callbacks{
 		OnStartedLeading: func(epoch int32) {
 			if sup != nil {
 				sup.Lead(epoch)
@@ -153,6 +152,7 @@ func run(ctx, stopCtx context.Context, again <-chan struct{}, logger logr.Logger
 	if err != nil {
 		return 1, err
 	}
+	group.el = el
 	state = newLeaderState(leaderView{Identity: o.ID, Lease: t.lease.String(), Group: t.groupString()}, el.Leader)
 
 	if o.HTTPAddr != "" {

@@ -132,8 +132,8 @@ func targetOf(g *v1alpha1.LeaderGroup) (*target, error) {
 
 // electorConfig is the elector's config for identity. In a group, the group is
 // read again before every acquisition: its recorded epochs are the floor, and
-// follow learns what it now asks of the Lease's writes.
-func (t *target) electorConfig(identity string, follow func(*v1alpha1.LeaderGroup)) election.Config {
+// follow learns what it now asks of the Lease's writes, or why it cannot be read.
+func (t *target) electorConfig(identity string, follow func(*v1alpha1.LeaderGroup, error)) election.Config {
 	cfg := election.Config{
 		Lease:           t.lease,
 		Identity:        identity,
@@ -147,14 +147,44 @@ func (t *target) electorConfig(identity string, follow func(*v1alpha1.LeaderGrou
 	if t.readGroup != nil {
 		cfg.EpochFloor = func(bool) (int32, error) {
 			g, err := t.readGroup()
+			follow(g, err)
 			if err != nil {
 				return 0, err
 			}
-			follow(g)
 			return groups.EpochFloor(g), nil
 		}
 	}
 	return cfg
+}
+
+// groupFollower is what the elector does with its group, read before each
+// acquisition.
+type groupFollower struct {
+	logger logr.Logger
+	el     *election.Elector
+	// unreadable is why the group could not be read last time ("" when it could):
+	// the log says so once, not on every retry.
+	unreadable metav1.StatusReason
+}
+
+func (f *groupFollower) follow(g *v1alpha1.LeaderGroup, err error) {
+	if err != nil {
+		why := apierrors.ReasonForError(err)
+		if why == metav1.StatusReasonUnknown {
+			why = "Unreachable"
+		}
+		if why != f.unreadable {
+			f.unreadable = why
+			f.logger.Info("Not campaigning: cannot read the LeaderGroup, whose recorded epochs a new term must start above; the current leader, if any, keeps its term",
+				"reason", why, "err", err.Error())
+		}
+		return
+	}
+	if f.unreadable != "" {
+		f.unreadable = ""
+		f.logger.Info("The LeaderGroup can be read again: campaigning")
+	}
+	f.keepAsGroupSays(g)
 }
 
 // keepAsGroupSays gives the running elector what its group, as just read, asks of
@@ -162,20 +192,20 @@ func (t *target) electorConfig(identity string, follow func(*v1alpha1.LeaderGrou
 // manager serves the group (groups.KeepsEpoch), and the group label. An elector
 // started before a manager first served its group keeps the epoch from its next
 // acquisition on: the elector reads its config again after the floor.
-func keepAsGroupSays(logger logr.Logger, el *election.Elector, g *v1alpha1.LeaderGroup) {
-	cfg, want := el.Config(), groups.Election(g, "")
+func (f *groupFollower) keepAsGroupSays(g *v1alpha1.LeaderGroup) {
+	cfg, want := f.el.Config(), groups.Election(g, "")
 	if cfg.KeepEpoch == want.KeepEpoch && maps.Equal(cfg.Labels, want.Labels) {
 		return
 	}
 	cfg.KeepEpoch, cfg.Labels = want.KeepEpoch, want.Labels
-	if err := el.UpdateConfig(cfg); err != nil {
-		logger.Error(err, "Following the group: keeping the epoch or not")
+	if err := f.el.UpdateConfig(cfg); err != nil {
+		f.logger.Error(err, "Following the group: keeping the epoch or not")
 		return
 	}
 	if cfg.KeepEpoch {
-		logger.Info("Keeping the epoch: from this term on, a deleted Lease waits until a manager records it")
+		f.logger.Info("Keeping the epoch: from this term on, a deleted Lease waits until a manager records it")
 	} else {
-		logger.Info("Not keeping the epoch: the group's status does not show a manager serving it on this Lease")
+		f.logger.Info("Not keeping the epoch: the group's status does not show a manager serving it on this Lease")
 	}
 }
 
