@@ -60,6 +60,8 @@ var (
 	admin    kubernetes.Interface
 	k8s      client.WithWatch
 	binaries struct{ manager, clientGo string }
+	// candidates is the candidate processes' kubeconfig (candidateKubeconfig).
+	candidates string
 )
 
 func TestMain(m *testing.M) {
@@ -102,7 +104,10 @@ func setUp(dir string) error {
 	}
 	cfg = rest.CopyConfig(cp.Config)
 	cfg.QPS, cfg.Burst = -1, 0
-	k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme}); err != nil {
+		return err
+	}
+	candidates, err = candidateKubeconfig(dir)
 	return err
 }
 

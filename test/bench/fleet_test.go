@@ -26,7 +26,7 @@ func startManager(t *testing.T, r *run, id string) *member {
 	t.Helper()
 	m := &member{id: id, metrics: freeAddr(t), pprof: freeAddr(t)}
 	m.Process = testutil.StartProcess(t, id, binaries.manager,
-		"--kubeconfig", cp.Kubeconfig, "--id", id,
+		"--kubeconfig", candidates, "--id", id,
 		"--metrics-bind-address", m.metrics, "--metrics-secure=false",
 		"--health-probe-bind-address=0", "--pprof-bind-address", m.pprof,
 		"--namespaces", r.namespace, "--lock-namespace", r.namespace, "--lock-name", "lock",
@@ -41,7 +41,7 @@ func startClientGo(t *testing.T, r *run, id string) *member {
 	t.Helper()
 	m := &member{id: id}
 	m.Process = testutil.StartProcess(t, id, binaries.clientGo,
-		"--kubeconfig", cp.Kubeconfig, "--id", id, "--lease-namespace", r.namespace,
+		"--kubeconfig", candidates, "--id", id, "--lease-namespace", r.namespace,
 		"--lease-prefix", groupPrefix, "--count", strconv.Itoa(r.groups),
 		"--lease-duration", r.timings.lease.String(), "--renew-deadline", r.timings.renew.String(),
 		"--retry-period", r.timings.retry.String())
