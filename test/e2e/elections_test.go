@@ -159,7 +159,12 @@ func TestCutHolderStepsDownAndRejoins(t *testing.T) {
 				t.Errorf("manager-a stopped leading %s after its last renewal, want within renewDeadline + 1s",
 					last.end.Sub(lastRenewal))
 			}
-			bIvs := c.managers[1].intervals(t)
+			// The Lease may show manager-b before its log does.
+			var bIvs []interval
+			poll(t, 10*time.Second, "manager-b's log to say it leads", func() bool {
+				bIvs = c.managers[1].intervals(t)
+				return len(bIvs) > 0
+			})
 			if took := bIvs[len(bIvs)-1].start.Sub(lastRenewal); took < leaseDuration-100*time.Millisecond {
 				t.Errorf("manager-b took over %s after manager-a's last renewal, before leaseDuration %s", took, leaseDuration)
 			}
