@@ -11,11 +11,14 @@ import (
 
 // createBridge makes the pods' bridge before anything starts: its address is where the
 // API server and the kubelet listen. The CNI bridge plugin finds it and uses it.
+// ServiceCIDR is routed onto it too: a packet to a cluster IP that kube-proxy has not
+// rewritten (yet) must stay on this machine, not follow the default route out.
 func (c *Cluster) createBridge(context.Context) error {
 	for _, args := range [][]string{
 		{"link", "add", Bridge, "type", "bridge"},
 		{"addr", "add", Gateway + "/16", "dev", Bridge},
 		{"link", "set", Bridge, "up"},
+		{"route", "add", ServiceCIDR, "dev", Bridge},
 	} {
 		if err := run("ip", args...); err != nil {
 			return err
