@@ -27,7 +27,8 @@
 // Knobs (environment): BENCH_E2E=1; BENCH_GROUPS=100,1000 (sizes); BENCH_IMPLS=
 // ours,client-go; BENCH_STEADY=2m; BENCH_TIMINGS=6s/3s/1s (default: that below 3,000
 // groups, 15s/10s/2s from 3,000); BENCH_PROFILE=dir (CPU profiles of a manager and
-// of kube-apiserver over the steady window, ours only, and the members' logs).
+// of kube-apiserver over the steady window, ours only, the members' logs, and a
+// timeline of Lease writes and terms per second).
 package bench
 
 import (
@@ -369,6 +370,7 @@ func (r *run) steadyState(ctx context.Context, t *testing.T, res *result) {
 	profiles.Wait()
 	window := s1.at.Sub(s0.at)
 	res.lost = r.obs.termsBetween(s0.at, s1.at)
+	res.sentPerSec = r.obs.sentPerSecond(s0.at, s1.at)
 	perGroupMin := float64(r.groups) * window.Minutes()
 	res.requests = counters{}
 	for k, v := range s1.requests.minus(s0.requests) {
@@ -487,6 +489,11 @@ func (r *run) cleanUp(t *testing.T) {
 	for _, m := range r.members {
 		if m != nil && !m.Exited() {
 			m.stop(t)
+		}
+	}
+	if r.profile != "" && r.obs != nil {
+		if err := os.WriteFile(fmt.Sprintf("%s/timeline-%s-%d.txt", r.profile, r.impl, r.groups), []byte(r.obs.timeline()), 0o644); err != nil {
+			t.Log(err)
 		}
 	}
 	if r.profile != "" {

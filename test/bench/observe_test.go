@@ -2,6 +2,9 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +29,10 @@ type observer struct {
 	mu     sync.Mutex
 	leases map[string]*leaseLog
 	status map[string][]change // status.holder changes per group
+	// versions counts the groups' Lease versions seen in each second (Unix time):
+	// with the terms, the timeline BENCH_PROFILE keeps.
+	versions map[int64]int
+	renewed  map[int64]int // the same versions by the second of their renewTime
 }
 
 // change is a new holder ("" = none) seen at a time.
@@ -43,7 +50,7 @@ type leaseLog struct {
 // observe starts both watches in ns (the groups' only when groups is true) until
 // ctx ends.
 func observe(ctx context.Context, cs kubernetes.Interface, c client.WithWatch, ns, prefix string, groups bool) (*observer, error) {
-	o := &observer{prefix: prefix, leases: map[string]*leaseLog{}, status: map[string][]change{}}
+	o := &observer{prefix: prefix, leases: map[string]*leaseLog{}, status: map[string][]change{}, versions: map[int64]int{}, renewed: map[int64]int{}}
 	leases := cs.CoordinationV1().Leases(ns)
 	list, err := leases.List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -109,6 +116,10 @@ func (o *observer) seeLease(l *coordinationv1.Lease, at time.Time) {
 	if log == nil {
 		log = &leaseLog{lastRenew: map[string]time.Time{}}
 		o.leases[l.Name] = log
+	}
+	o.versions[at.Unix()]++
+	if l.Spec.RenewTime != nil {
+		o.renewed[l.Spec.RenewTime.Unix()]++
 	}
 	if n := len(log.terms); n == 0 || log.terms[n-1].holder != holder || log.terms[n-1].epoch != epoch {
 		log.terms = append(log.terms, change{at: at, holder: holder, epoch: epoch})
@@ -185,6 +196,47 @@ func (o *observer) allShown(names []string) (time.Time, bool) {
 		last = later(last, st[len(st)-1].at)
 	}
 	return last, true
+}
+
+// timeline is, for each second from the first Lease version seen to the last,
+// "time arrived sent terms": how many Lease versions arrived in it, how many were
+// sent in it (by their renewTime) and how many terms began. Where leaderships were
+// lost, it shows whether the writes had stalled or bunched up first.
+func (o *observer) timeline() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	terms := map[int64]int{}
+	for _, log := range o.leases {
+		for _, c := range log.terms {
+			terms[c.at.Unix()]++
+		}
+	}
+	first, last := int64(math.MaxInt64), int64(0)
+	for sec := range o.versions {
+		first, last = min(first, sec), max(last, sec)
+	}
+	var b strings.Builder
+	for sec := first; sec <= last; sec++ {
+		fmt.Fprintf(&b, "%s %d %d %d\n", time.Unix(sec, 0).UTC().Format("15:04:05"), o.versions[sec], o.renewed[sec], terms[sec])
+	}
+	return b.String()
+}
+
+// sentPerSecond is the median and the most of the Lease versions written (by their
+// renewTime, the writer's send time) in each whole second of [from, to): how evenly
+// the candidates spread their writes, whatever delays them on the way.
+func (o *observer) sentPerSecond(from, to time.Time) [2]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var counts []int
+	for sec := from.Unix() + 1; sec < to.Unix(); sec++ {
+		counts = append(counts, o.renewed[sec])
+	}
+	if len(counts) == 0 {
+		return [2]int{}
+	}
+	slices.Sort(counts)
+	return [2]int{counts[len(counts)/2], counts[len(counts)-1]}
 }
 
 // termsBetween counts new terms (holder or epoch changes) that began in (from, to].

@@ -22,6 +22,7 @@ type result struct {
 	allLed, allShown         time.Duration
 	released, shown, crashed []time.Duration
 	lost                     int
+	sentPerSec               [2]int   // Lease writes by the second of their renewTime: median, most
 	incomplete               bool     // a phase timed out: its numbers leave out what never happened
 	requests                 counters // per group per minute, steady window
 	hasStatus                bool
@@ -59,6 +60,7 @@ func printTable(out io.Writer, c config, results []*result) {
 	row("all led after create, s", func(r *result) string { return secs(r.allLed) })
 	row("all shown in status, s", func(r *result) string { return ifStatus(r, secs(r.allShown)) })
 	row("steady: leaderships lost", func(r *result) string { return fmt.Sprint(r.lost) })
+	row("steady: Lease writes sent/s p50/max", func(r *result) string { return fmt.Sprintf("%d/%d", r.sentPerSec[0], r.sentPerSec[1]) })
 	row("steady: requests/group/min", func(r *result) string { return fmt.Sprintf("%.1f", r.requests.total()) })
 	for _, k := range requestKeys(results) {
 		row("  "+k, func(r *result) string {
