@@ -369,7 +369,7 @@ func (l *loop) finish(r writeResult) {
 			l.observeOwn(r.lease)
 			e.setLeading(l.epoch, w.sent, w.until, now)
 			// Paced by send times, so a slow response does not stretch the period.
-			l.nextRenew = w.sent.Add(e.pace.interval(cfg))
+			l.nextRenew = e.pace.renewAt(cfg, now, w.sent, 1)
 		case apierrors.IsConflict(r.err):
 			l.logger.V(2).Info("Renewal conflicted, checking the lease in the cache", "err", r.err)
 			l.renewConflict = true
@@ -414,7 +414,7 @@ func (l *loop) finish(r writeResult) {
 	// groups) would otherwise renew in lockstep forever and hit the API server in
 	// bursts. The interval is the paced one: a burst of takeovers into a strained
 	// server must not add a burst of early renewals. Renewing early is always safe.
-	l.nextRenew = w.sent.Add(time.Duration((0.5 + rand.Float64()/2) * float64(e.pace.interval(cfg))))
+	l.nextRenew = e.pace.renewAt(cfg, now, w.sent, 0.5+rand.Float64()/2)
 	_, newHolder := e.setLeading(l.epoch, w.sent, w.until, now)
 	l.logger.Info("Started leading", "epoch", l.epoch, "how", w.how)
 	if newHolder && e.cb.OnNewLeader != nil {

@@ -16,11 +16,14 @@ import (
 // the interval grows from retryPeriod toward timing's SlowestRenewal
 // (3/4 of renewDeadline), fast; once they come back quickly it returns, slowly.
 //
+// It also spreads the renewals evenly over time (renewalBook).
+//
 // Safety does not depend on it: leadership still ends at the last successful
 // renewal's send time + renewDeadline, however the renewals are spaced.
 type pacer struct {
 	clock  clock.PassiveClock
 	logger klog.Logger
+	book   renewalBook
 
 	mu sync.Mutex
 	// stretch places the interval between retryPeriod (0) and SlowestRenewal
@@ -74,6 +77,18 @@ func (p *pacer) interval(cfg *Config) time.Duration {
 	p.mu.Unlock()
 	rp := cfg.RetryPeriod
 	return rp + (cfg.Timings().SlowestRenewal()-rp)*time.Duration(stretch)/fullStretch
+}
+
+// renewAt is when the renewal after one sent at sent goes out: a share of the
+// interval later (1 but for a term's first renewal), or a little earlier where
+// fewer renewals are booked.
+func (p *pacer) renewAt(cfg *Config, now, sent time.Time, share float64) time.Time {
+	interval := p.interval(cfg)
+	due := sent.Add(time.Duration(share * float64(interval)))
+	if p == nil {
+		return due
+	}
+	return p.book.book(now, due, interval)
 }
 
 // strained tells whether renewals are being spaced out: the API server answers
