@@ -29,10 +29,10 @@ type pacer struct {
 	// stretch places the interval between retryPeriod (0) and SlowestRenewal
 	// (fullStretch), in steps.
 	stretch int
-	// The current window's renewals, and how many of them were slow.
+	// The current window's renewals, and how many of them were slow or busy.
 	windowStart time.Time
 	renewals    int
-	slow        int
+	slow, busy  int
 	lastRenewal time.Time
 }
 
@@ -46,6 +46,13 @@ const (
 	// up.
 	slowShare       = 0.1
 	queuedSlowShare = slowShare / 4
+	// A renewal is busy when it took longer than this share: not slow yet, but the
+	// server's queue is growing. The interval does not shrink while more than
+	// slowWindowShare are busy: coming back to retryPeriod until renewals turned
+	// slow overshot what the server takes, and the renewals sent in the overshoot
+	// missed their deadlines before the stretch could grow again (at 1,000 groups,
+	// 63 terms lost at once in a 5-minute run whose writes were otherwise even).
+	busyShare = slowShare / 3
 	// strainMemory: a stretch not confirmed by any renewal for this long says
 	// nothing about the server now (the process may lead nothing any more).
 	strainMemory = 30 * time.Second
@@ -115,6 +122,7 @@ func (p *pacer) observe(cfg *Config, latency time.Duration, queued bool, err err
 	}
 	slow := err != nil || latency > time.Duration(slowShare*float64(cfg.RenewDeadline)) ||
 		(queued && latency > time.Duration(queuedSlowShare*float64(cfg.RenewDeadline)))
+	busy := latency > time.Duration(busyShare*float64(cfg.RenewDeadline))
 	now := p.clock.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -123,6 +131,9 @@ func (p *pacer) observe(cfg *Config, latency time.Duration, queued bool, err err
 	if slow {
 		p.slow++
 	}
+	if busy {
+		p.busy++
+	}
 	if now.Sub(p.windowStart) < paceWindow {
 		return
 	}
@@ -130,7 +141,7 @@ func (p *pacer) observe(cfg *Config, latency time.Duration, queued bool, err err
 	switch {
 	case float64(p.slow) >= slowWindowShare*float64(p.renewals):
 		p.stretch = min(fullStretch, p.stretch+paceUp)
-	case float64(p.slow) < calmWindowShare*float64(p.renewals):
+	case float64(p.slow) < calmWindowShare*float64(p.renewals) && float64(p.busy) < slowWindowShare*float64(p.renewals):
 		p.stretch = max(0, p.stretch-paceDown)
 	}
 	switch {
@@ -139,5 +150,5 @@ func (p *pacer) observe(cfg *Config, latency time.Duration, queued bool, err err
 	case before > 0 && p.stretch == 0:
 		p.logger.Info("Renewing every retryPeriod again")
 	}
-	p.windowStart, p.renewals, p.slow = now, 0, 0
+	p.windowStart, p.renewals, p.slow, p.busy = now, 0, 0, 0
 }

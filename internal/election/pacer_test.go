@@ -56,6 +56,14 @@ func TestPacerSpacesRenewalsOutWhileTheServerIsSlowAndComesBack(t *testing.T) {
 		t.Fatalf("after 6 slow windows: interval %s, want the slowest renewal %s", prev, slowest)
 	}
 
+	// Busy (past a third of that) but not slow: the interval holds where it is.
+	for i := range 3 {
+		renewEvery(p, clk, cfg, 50, 150*time.Millisecond, nil)
+		if got := p.interval(cfg); got != slowest {
+			t.Fatalf("busy window %d: interval %s, want it held at %s", i, got, slowest)
+		}
+	}
+
 	// Conflicts and deleted Leases say nothing about load.
 	conflict := apierrors.NewConflict(schema.GroupResource{Resource: "leases"}, "x", errors.New("changed"))
 	for i := range 50 {
