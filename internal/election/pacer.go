@@ -33,6 +33,8 @@ type pacer struct {
 	windowStart time.Time
 	renewals    int
 	slow, busy  int
+	// busyRun counts the windows in a row that were busy but not slow.
+	busyRun     int
 	lastRenewal time.Time
 }
 
@@ -46,13 +48,16 @@ const (
 	// up.
 	slowShare       = 0.1
 	queuedSlowShare = slowShare / 4
-	// A renewal is busy when it took longer than this share: not slow yet, but the
-	// server's queue is growing. The interval does not shrink while more than
-	// slowWindowShare are busy: coming back to retryPeriod until renewals turned
-	// slow overshot what the server takes, and the renewals sent in the overshoot
-	// missed their deadlines before the stretch could grow again (at 1,000 groups,
-	// 63 terms lost at once in a 5-minute run whose writes were otherwise even).
-	busyShare = slowShare / 3
+	// A renewal is busy when it took longer than this share: not slow yet, but
+	// perhaps the server's queue growing. While slowWindowShare of a window's
+	// renewals are busy, the interval shrinks only one step in busyWindows: coming
+	// back a step a second until renewals turned slow overshot what the server
+	// takes, and the renewals sent in the overshoot missed their deadlines before
+	// the stretch could grow again (at 1,000 groups, 63 terms lost at once in a
+	// 5-minute run whose writes were otherwise even). It still comes back, for a
+	// server that is merely far away answers every renewal busy.
+	busyShare   = slowShare / 3
+	busyWindows = 10
 	// strainMemory: a stretch not confirmed by any renewal for this long says
 	// nothing about the server now (the process may lead nothing any more).
 	strainMemory = 30 * time.Second
@@ -134,14 +139,26 @@ func (p *pacer) observe(cfg *Config, latency time.Duration, queued bool, err err
 	if busy {
 		p.busy++
 	}
-	if now.Sub(p.windowStart) < paceWindow {
-		return
+	if now.Sub(p.windowStart) >= paceWindow {
+		p.endWindow(now)
 	}
+}
+
+// endWindow adjusts the stretch to the window's renewals and starts the next;
+// p.mu is held.
+func (p *pacer) endWindow(now time.Time) {
 	before := p.stretch
+	n := float64(p.renewals)
+	calm, busy := float64(p.slow) < calmWindowShare*n, float64(p.busy) >= slowWindowShare*n
+	if calm && busy {
+		p.busyRun++
+	} else {
+		p.busyRun = 0
+	}
 	switch {
-	case float64(p.slow) >= slowWindowShare*float64(p.renewals):
+	case float64(p.slow) >= slowWindowShare*n:
 		p.stretch = min(fullStretch, p.stretch+paceUp)
-	case float64(p.slow) < calmWindowShare*float64(p.renewals) && float64(p.busy) < slowWindowShare*float64(p.renewals):
+	case calm && (!busy || p.busyRun%busyWindows == 0):
 		p.stretch = max(0, p.stretch-paceDown)
 	}
 	switch {
