@@ -409,11 +409,12 @@ func (l *loop) finish(r writeResult) {
 	}
 	l.own, l.epoch = r.lease, leaserecord.Epoch(r.lease)
 	l.observeOwn(r.lease)
-	// The first renewal of a term comes after a random half to whole interval:
-	// electors started together (a process starting, or taking over a stopped one's
-	// groups) would otherwise renew in lockstep forever and hit the API server in
-	// bursts. The interval is the paced one: a burst of takeovers into a strained
-	// server must not add a burst of early renewals. Renewing early is always safe.
+	// The first renewal of a term comes after a random half to whole interval (then
+	// booked like any renewal): electors started together (a process starting, or
+	// taking over a stopped one's groups) would otherwise renew in lockstep and hit
+	// the API server in bursts. The interval is the paced one: a burst of takeovers
+	// into a strained server must not add a burst of early renewals. Renewing early
+	// is always safe.
 	l.nextRenew = e.pace.renewAt(cfg, now, w.sent, 0.5+rand.Float64()/2)
 	_, newHolder := e.setLeading(l.epoch, w.sent, w.until, now)
 	l.logger.Info("Started leading", "epoch", l.epoch, "how", w.how)

@@ -18,8 +18,11 @@ import (
 // average. Renewing early is always safe; once the renewals are even, one moves a
 // bucket or two at most, so the write rate stays what the interval says.
 type renewalBook struct {
-	mu     sync.Mutex
-	booked map[int64]int // bucket (Unix time / spreadBucket) -> renewals booked in it
+	mu sync.Mutex
+	// base is the first time booked from; buckets count from it, on the monotonic
+	// clock where the times carry it, so a step of the wall clock moves nothing.
+	base   time.Time
+	booked map[int64]int // bucket -> renewals booked in it
 	swept  int64         // the bucket of the last sweep of past ones
 }
 
@@ -35,13 +38,16 @@ const (
 // due or a few buckets earlier, never before now.
 func (b *renewalBook) book(now, due time.Time, interval time.Duration) time.Time {
 	n := int(min(interval/spreadShare, due.Sub(now)) / spreadBucket)
-	if b == nil || n < 2 {
+	if n < 2 {
 		return due
 	}
-	last := due.UnixNano() / int64(spreadBucket)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.sweep(now.UnixNano() / int64(spreadBucket))
+	if b.booked == nil {
+		b.base, b.booked = now, map[int64]int{}
+	}
+	last := int64(due.Sub(b.base) / spreadBucket)
+	b.sweep(int64(now.Sub(b.base) / spreadBucket))
 	total := 0
 	for k := range n {
 		total += b.booked[last-int64(k)]
@@ -57,9 +63,6 @@ func (b *renewalBook) book(now, due time.Time, interval time.Duration) time.Time
 
 // sweep drops the bookings of buckets before now, every sweepEvery buckets.
 func (b *renewalBook) sweep(now int64) {
-	if b.booked == nil {
-		b.booked = map[int64]int{}
-	}
 	if now-b.swept < sweepEvery {
 		return
 	}

@@ -1,8 +1,12 @@
 package election
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
+
+	"k8s.io/klog/v2"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 func TestAWaveOfRenewalsIsSpreadOverAQuarterOfTheirInterval(t *testing.T) {
@@ -86,5 +90,34 @@ func TestALoneRenewalIsSentWhenDue(t *testing.T) {
 	// Due within two buckets (a late send): nothing to spread over.
 	if due := now.Add(spreadBucket); !b.book(now, due, time.Second).Equal(due) {
 		t.Error("a renewal due within two buckets was moved")
+	}
+}
+
+// As the loop asks for it: whatever the latency of the renewal just done and the
+// share of the interval (a term's first renewal), the next goes at its due time or
+// earlier, and never within a bucket of now when there was room to spread it.
+func TestARenewalIsNeverBookedLaterThanDueNorInThePast(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC))
+	p := newPacer(clk, klog.Background())
+	cfg := &Config{LeaseDuration: 6 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}
+	for range 5000 {
+		clk.Step(time.Duration(rand.IntN(5)) * time.Millisecond)
+		now := clk.Now()
+		interval := p.interval(cfg)
+		sent := now.Add(-time.Duration(rand.Int64N(int64(interval) * 5 / 4)))
+		share := 1.0
+		if rand.IntN(2) == 0 {
+			share = 0.5 + rand.Float64()/2
+		}
+		due := sent.Add(time.Duration(share * float64(interval)))
+		at := p.renewAt(cfg, now, sent, share)
+		switch {
+		case at.After(due):
+			t.Fatalf("due at %s, booked later at %s", due, at)
+		case due.Sub(now) >= 2*spreadBucket && at.Before(now.Add(spreadBucket)):
+			t.Fatalf("due at %s (now %s), booked at %s, within a bucket of now", due, now, at)
+		case due.Sub(now) < 2*spreadBucket && !at.Equal(due):
+			t.Fatalf("due at %s, within two buckets of now %s, moved to %s", due, now, at)
+		}
 	}
 }
