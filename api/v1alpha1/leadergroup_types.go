@@ -54,7 +54,9 @@ type LeaderGroupSpec struct {
 	RenewDeadline metav1.Duration `json:"renewDeadline,omitempty"`
 
 	// retryPeriod is how often the leader renews and how long electors wait
-	// between attempts after an error.
+	// between attempts after an error. A manager renews up to a quarter period
+	// early to spread its writes evenly, and less often (up to 3/4 of
+	// renewDeadline) while the API server answers slowly.
 	// +kubebuilder:default="2s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
