@@ -491,12 +491,12 @@ func (r *run) cleanUp(t *testing.T) {
 			m.stop(t)
 		}
 	}
-	if r.profile != "" && r.obs != nil {
-		if err := os.WriteFile(fmt.Sprintf("%s/timeline-%s-%d.txt", r.profile, r.impl, r.groups), []byte(r.obs.timeline()), 0o644); err != nil {
-			t.Log(err)
-		}
-	}
 	if r.profile != "" {
+		if r.obs != nil {
+			if err := os.WriteFile(fmt.Sprintf("%s/timeline-%s-%d.txt", r.profile, r.impl, r.groups), []byte(r.obs.timeline()), 0o644); err != nil {
+				t.Log(err)
+			}
+		}
 		for _, m := range r.members {
 			if m != nil {
 				if err := os.WriteFile(fmt.Sprintf("%s/%s-%s-%d.log", r.profile, m.id, r.impl, r.groups), []byte(m.Output()), 0o644); err != nil {
