@@ -429,6 +429,12 @@ func (r *run) gracefulStop(ctx context.Context, t *testing.T, res *result) {
 			continue
 		}
 		res.released = append(res.released, next.at.Sub(left.at))
+		if left.holder == "" { // released, not taken after expiry
+			res.stopSpan = max(res.stopSpan, left.at.Sub(stopAt))
+			res.releaseWrite = append(res.releaseWrite, left.at.Sub(left.sent))
+			res.takerReact = append(res.takerReact, next.sent.Sub(left.at))
+			res.takerWrite = append(res.takerWrite, next.at.Sub(next.sent))
+		}
 		if shown, ok := r.obs.shownAt(name, next.holder, stopAt); ok {
 			res.shown = append(res.shown, shown.Sub(next.at))
 		} else if r.ours() {

@@ -40,6 +40,7 @@ type change struct {
 	at     time.Time
 	holder string
 	epoch  int32
+	sent   time.Time // the writer's clock when it sent this version (its renewTime)
 }
 
 type leaseLog struct {
@@ -122,7 +123,11 @@ func (o *observer) seeLease(l *coordinationv1.Lease, at time.Time) {
 		o.renewed[l.Spec.RenewTime.Unix()]++
 	}
 	if n := len(log.terms); n == 0 || log.terms[n-1].holder != holder || log.terms[n-1].epoch != epoch {
-		log.terms = append(log.terms, change{at: at, holder: holder, epoch: epoch})
+		c := change{at: at, holder: holder, epoch: epoch}
+		if l.Spec.RenewTime != nil {
+			c.sent = l.Spec.RenewTime.Time
+		}
+		log.terms = append(log.terms, c)
 	}
 	if holder != "" && l.Spec.RenewTime != nil {
 		log.lastRenew[holder] = l.Spec.RenewTime.Time

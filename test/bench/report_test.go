@@ -21,6 +21,10 @@ type result struct {
 
 	allLed, allShown         time.Duration
 	released, shown, crashed []time.Duration
+	// released->new, split where the time went: the release write (sent -> seen),
+	// the taker's reaction (release seen -> takeover sent), the takeover write.
+	releaseWrite, takerReact, takerWrite []time.Duration
+	stopSpan                             time.Duration // SIGTERM -> the last release seen
 	lost                     int
 	sentPerSec               [2]int   // Lease writes by the second of their renewTime: median, most
 	incomplete               bool     // a phase timed out: its numbers leave out what never happened
@@ -78,6 +82,10 @@ func printTable(out io.Writer, c config, results []*result) {
 	row("steady: etcd CPU %", func(r *result) string { return fmt.Sprintf("%.0f", r.etcdPct) })
 	row("stop: groups handed on", func(r *result) string { return fmt.Sprint(len(r.released)) })
 	row("stop: released->new ms p50/p90/p99/max", func(r *result) string { return millis(r.released) })
+	row("  last release seen after SIGTERM, s", func(r *result) string { return secs(r.stopSpan) })
+	row("  release sent->seen ms", func(r *result) string { return millis(r.releaseWrite) })
+	row("  release seen->takeover sent ms", func(r *result) string { return millis(r.takerReact) })
+	row("  takeover sent->seen ms", func(r *result) string { return millis(r.takerWrite) })
 	row("stop: new->status ms p50/p90/p99/max", func(r *result) string { return ifStatus(r, millis(r.shown)) })
 	row("stop: status writes/transition", func(r *result) string { return ifStatus(r, fmt.Sprintf("%.1f", r.statusPerTransition)) })
 	row("stop: refused Lease writes/transition", func(r *result) string { return fmt.Sprintf("%.2f", r.refusedPerTransition) })

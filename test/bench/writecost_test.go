@@ -3,6 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"path"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync/atomic"
@@ -71,6 +74,7 @@ func BenchmarkWriteCost(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		stopProfile := profileAPIServer(b)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			i := int(next.Add(1)-1) % writers
@@ -82,6 +86,7 @@ func BenchmarkWriteCost(b *testing.B) {
 			}
 		})
 		b.StopTimer()
+		stopProfile()
 		after, err := cpuTime(apiserver)
 		if err != nil {
 			b.Fatal(err)
@@ -138,6 +143,28 @@ func BenchmarkWriteCost(b *testing.B) {
 			return as.groups.Status().Patch(ctx, g, patch)
 		})
 	})
+}
+
+// profileAPIServer takes a 10-second CPU profile of kube-apiserver from the start of
+// a sub-benchmark when BENCH_PROFILE names a folder, into writecost-<name>.pprof;
+// stop waits for it. Only the writes use CPU, so a shorter run profiles as well.
+func profileAPIServer(b *testing.B) (stop func()) {
+	dir := os.Getenv("BENCH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		raw, err := admin.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "10").DoRaw(context.Background())
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "writecost-"+path.Base(b.Name())+".pprof"), raw, 0o644)
+		}
+		if err != nil {
+			b.Logf("profiling kube-apiserver: %v", err)
+		}
+	}()
+	return func() { <-done }
 }
 
 func writer(identity string) leaserecord.Writer {
