@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
 	"github.com/election-manager/election-manager/internal/testutil"
@@ -151,6 +153,9 @@ type requestCounter struct {
 	putDelay atomic.Int64
 	// failPuts fails that many next lease PUTs at once, as a reset connection would.
 	failPuts atomic.Int32
+	// releasing counts the releases (PUTs of a Lease with no holder) in flight, and
+	// mostReleasing the most there were at once.
+	releasing, mostReleasing atomic.Int32
 }
 
 func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
@@ -169,6 +174,17 @@ func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 			}
 			c.counts[verb]++
 			c.mu.Unlock()
+			var body []byte
+			if verb == http.MethodPut {
+				var err error
+				if body, err = requestBody(req); err != nil {
+					return nil, err
+				}
+				if isRelease(body) {
+					c.releaseStarts()
+					defer c.releasing.Add(-1)
+				}
+			}
 			if verb == http.MethodPut && c.hangPuts.Load() {
 				<-c.unhang
 				return nil, fmt.Errorf("hung PUT released at the end of the test")
@@ -184,15 +200,17 @@ func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 				}
 			}
 			if hook := c.beforePut.Load(); verb == http.MethodPut && hook != nil {
-				body, err := requestBody(req)
-				if err != nil {
-					return nil, err
-				}
 				(*hook)(body)
 			}
 		}
 		return rt.RoundTrip(req)
 	})
+}
+
+func (c *requestCounter) releaseStarts() {
+	n := c.releasing.Add(1)
+	for most := c.mostReleasing.Load(); n > most && !c.mostReleasing.CompareAndSwap(most, n); most = c.mostReleasing.Load() {
+	}
 }
 
 func (c *requestCounter) snapshot() map[string]int {
@@ -203,6 +221,13 @@ func (c *requestCounter) snapshot() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// isRelease tells whether body is a Lease that names no holder: a release.
+func isRelease(body []byte) bool {
+	obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(body, nil, nil) // JSON or protobuf
+	l, ok := obj.(*coordinationv1.Lease)
+	return err == nil && ok && l.Spec.HolderIdentity == nil
 }
 
 // requestBody reads req's body without consuming it.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/testr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -94,4 +95,70 @@ func TestNoElectorStartsAfterStopAll(t *testing.T) {
 	if keys := p.reg.Keys(); len(keys) != 0 {
 		t.Errorf("electors after StopAll: %v", keys)
 	}
+}
+
+// A graceful stop releases a few Leases at a time, each as soon as the last is done,
+// so that the takeovers they call for do not queue up behind a thousand releases;
+// every Lease is still handed over.
+func TestStopAllReleasesAFewAtATime(t *testing.T) {
+	ns := newNamespace(t)
+	rec := newRecorder(t)
+	p1, p2 := startProcess(t, "p1", rec, ns), startProcess(t, "p2", rec, ns)
+	keys := joinAll(t, rec, ns, 3*releaseWindow, p1, p2)
+	// Writes that take a while, so that releases sent together overlap.
+	p1.requests.putDelay.Store(int64(100 * time.Millisecond))
+	p1.reg.StopAll()
+	if most := p1.requests.mostReleasing.Load(); most > releaseWindow || most < 2 {
+		t.Errorf("%d releases in flight at once, want 2 to %d", most, releaseWindow)
+	}
+	eventually(t, 10*time.Second, "p2 to lead every lease", func() bool { return leadsAll(rec, keys, "p2") })
+}
+
+// A graceful stop that runs out of its StopWithin releases the rest at once: the
+// process must not outlive its grace period still leading.
+func TestStopAllReleasesTheRestAtOnceWhenItsTimeRunsOut(t *testing.T) {
+	ns := newNamespace(t)
+	rec := newRecorder(t)
+	p1, p2 := startProcess(t, "p1", rec, ns), startProcess(t, "p2", rec, ns)
+	p1.reg = NewRegistry(p1.client.CoordinationV1(), p1.leases, testr.New(t), Options{StopWithin: 200 * time.Millisecond})
+	n := 3 * releaseWindow
+	keys := joinAll(t, rec, ns, n, p1, p2)
+	// Paced, three rounds of releases would take three delays.
+	const delay = 1500 * time.Millisecond
+	p1.requests.putDelay.Store(int64(delay))
+	start := time.Now()
+	p1.reg.StopAll()
+	if took := time.Since(start); took > 2*delay {
+		t.Errorf("StopAll took %s; its time ran out after 200ms, and a release takes %s", took, delay)
+	}
+	if most := p1.requests.mostReleasing.Load(); most <= releaseWindow {
+		t.Errorf("%d releases in flight at once, want more than %d once the time ran out", most, releaseWindow)
+	}
+	eventually(t, 10*time.Second, "p2 to lead every lease", func() bool { return leadsAll(rec, keys, "p2") })
+}
+
+// joinAll makes leader lead n Leases in ns and the others follow them.
+func joinAll(t *testing.T, rec *recorder, ns string, n int, leader *process, others ...*process) []types.NamespacedName {
+	t.Helper()
+	keys := make([]types.NamespacedName, n)
+	for i := range keys {
+		keys[i] = types.NamespacedName{Namespace: ns, Name: fmt.Sprintf("lock-%02d", i)}
+		leader.join(t, keys[i], fast)
+	}
+	eventually(t, 20*time.Second, leader.id+" to lead every lease", func() bool { return leadsAll(rec, keys, leader.id) })
+	for _, p := range others {
+		for _, k := range keys {
+			p.join(t, k, fast)
+		}
+	}
+	return keys
+}
+
+func leadsAll(rec *recorder, keys []types.NamespacedName, id string) bool {
+	for _, k := range keys {
+		if rec.leader(k.String()) != id {
+			return false
+		}
+	}
+	return true
 }

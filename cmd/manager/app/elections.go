@@ -78,13 +78,17 @@ func setUpElections(ctx context.Context, mgr ctrl.Manager, o *Options) error {
 	}
 
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		leases.Start(ctx)
+		// The informer outlives the stop below: leaders still releasing learn from it
+		// when someone else took their Lease meanwhile.
+		informed, stopInformer := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopInformer()
+		leases.Start(informed)
 		r.Writer.Start(ctx)
 		presence.Start(ctx)
 		<-ctx.Done()
 		// A graceful stop first removes the presence Lease, so that this instance is
 		// no longer a candidate (nobody hands a Lease back to it), then releases every
-		// Lease it leads, so others take over at once.
+		// Lease it leads, a few at a time, so others take over each at once.
 		presence.Stop()
 		err := deletePresence(clientset, presenceCfg.Lease)
 		registry.StopAll()
