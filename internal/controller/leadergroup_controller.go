@@ -113,7 +113,7 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	var turnIn time.Duration
 	if !equality.Semantic.DeepEqual(group.Status, status) {
 		// While the API server is strained, the group's changes gather until its turn.
-		if turnIn = r.turns.take(req.NamespacedName, status.Holder != group.Status.Holder || status.Transitions != group.Status.Transitions); turnIn == 0 {
+		if turnIn = r.turns.take(req.NamespacedName); turnIn == 0 {
 			if err := r.writeStatus(ctx, group, status, events); err != nil {
 				return ctrl.Result{}, err
 			}

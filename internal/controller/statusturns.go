@@ -23,21 +23,14 @@ import (
 // group that waits gathers all its changes into the write of its turn; its history
 // counts the terms it never showed as missed. When the strain ends, the groups
 // still waiting are woken and written at once.
-//
-// A change of holder goes before changes that leave the holder as it is (a
-// candidate joining or leaving, a condition): its turn is the first free one of
-// its own, and it pushes the others' back by one. A manager stopping changes the
-// candidates of every group and the holder of those it led; status must show the
-// new holders first, not after a thousand candidate lists.
 type statusTurns struct {
 	strained func() bool
 	clock    clock.PassiveClock
 
 	mu sync.Mutex
-	// next and nextUrgent are the first turns nobody holds, for changes that keep
-	// the holder and for those that change it; spacing is how far apart turns are.
-	next, nextUrgent time.Time
-	spacing          time.Duration
+	// next is the first turn nobody holds; spacing is how far apart turns are.
+	next    time.Time
+	spacing time.Duration
 	turns   map[types.NamespacedName]time.Time
 	// writing counts the status writes in flight, strained or not.
 	writing int
@@ -57,8 +50,8 @@ func newStatusTurns(strained func() bool, clk clock.PassiveClock) *statusTurns {
 }
 
 // take tells how long group must wait before writing its status; 0 means now, and
-// then the caller writes and calls done. urgent: the write changes the holder shown.
-func (s *statusTurns) take(group types.NamespacedName, urgent bool) time.Duration {
+// then the caller writes and calls done.
+func (s *statusTurns) take(group types.NamespacedName) time.Duration {
 	strained := s.strained()
 	now := s.clock.Now()
 	s.mu.Lock()
@@ -69,11 +62,11 @@ func (s *statusTurns) take(group types.NamespacedName, urgent bool) time.Duratio
 			// A new turn: the first free one, or, when its turn came while the last
 			// write was still out (the spacing was short), the next free one after
 			// that write; waiting groups never poll.
-			turn = s.nextTurn(now, urgent)
-			s.turns[group] = turn
-		} else if urgent && latest(s.nextUrgent, now.Add(s.spacing)).Before(turn) {
-			// Its turn was taken before its holder changed; a holder change's comes sooner.
-			turn = s.nextTurn(now, urgent)
+			turn = latest(s.next, now)
+			if s.writing > 0 {
+				turn = latest(turn, now.Add(s.spacing))
+			}
+			s.next = turn.Add(s.spacing)
 			s.turns[group] = turn
 		}
 		if now.Before(turn) {
@@ -82,25 +75,10 @@ func (s *statusTurns) take(group types.NamespacedName, urgent bool) time.Duratio
 		delete(s.turns, group)
 	} else {
 		// Turns handed out in an earlier strain say nothing about the next one.
-		s.next, s.nextUrgent = time.Time{}, time.Time{}
+		s.next = time.Time{}
 	}
 	s.writing++
 	return 0
-}
-
-// nextTurn hands out the first free turn of its kind.
-func (s *statusTurns) nextTurn(now time.Time, urgent bool) time.Time {
-	next := &s.next
-	if urgent {
-		next = &s.nextUrgent
-		s.next = latest(s.next, now).Add(s.spacing)
-	}
-	turn := latest(*next, now)
-	if s.writing > 0 {
-		turn = latest(turn, now.Add(s.spacing))
-	}
-	*next = turn.Add(s.spacing)
-	return turn
 }
 
 func latest(a, b time.Time) time.Time {

@@ -18,7 +18,7 @@ func TestStatusWritesTakeTurnsOnlyWhileTheServerIsStrained(t *testing.T) {
 	a, b, c := types.NamespacedName{Name: "a"}, types.NamespacedName{Name: "b"}, types.NamespacedName{Name: "c"}
 	take := func(g types.NamespacedName, want time.Duration) {
 		t.Helper()
-		if got := s.take(g, false); got != want {
+		if got := s.take(g); got != want {
 			t.Fatalf("%s: wait %s, want %s", g.Name, got, want)
 		}
 	}
@@ -72,16 +72,16 @@ func TestTheFirstTurnWaitsForAWriteStartedBeforeTheStrain(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
 	s := newStatusTurns(strained.Load, clk)
 	a, b := types.NamespacedName{Name: "a"}, types.NamespacedName{Name: "b"}
-	if w := s.take(a, false); w != 0 {
+	if w := s.take(a); w != 0 {
 		t.Fatalf("not strained: wait %s", w)
 	}
 	strained.Store(true)
-	if w := s.take(b, false); w == 0 {
+	if w := s.take(b); w == 0 {
 		t.Fatal("b wrote while a's write was still out")
 	}
 	s.done(time.Second)
 	clk.SetTime(clk.Now().Add(time.Second))
-	if w := s.take(b, false); w != 0 {
+	if w := s.take(b); w != 0 {
 		t.Fatalf("b at its turn, a's write done: wait %s, want none", w)
 	}
 }
@@ -92,49 +92,19 @@ func TestANewStrainStartsWithTheNextTurnNow(t *testing.T) {
 	var strained atomic.Bool
 	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
 	s := newStatusTurns(strained.Load, clk)
-	s.take(types.NamespacedName{Name: "first"}, false)
+	s.take(types.NamespacedName{Name: "first"})
 	s.done(time.Second)
 	strained.Store(true)
 	for i := range 100 {
-		s.take(types.NamespacedName{Name: fmt.Sprint(i)}, false) // the first writes; the others' turns are up to 99s away
+		s.take(types.NamespacedName{Name: fmt.Sprint(i)}) // the first writes; the others' turns are up to 99s away
 	}
 	s.done(time.Second)
 	strained.Store(false)
 	s.released()
-	s.take(types.NamespacedName{Name: "between"}, false)
+	s.take(types.NamespacedName{Name: "between"})
 	s.done(time.Second)
 	strained.Store(true)
-	if w := s.take(types.NamespacedName{Name: "a"}, false); w != 0 {
+	if w := s.take(types.NamespacedName{Name: "a"}); w != 0 {
 		t.Fatalf("the first group of a new strain waits %s, want none", w)
 	}
-}
-
-// A change of holder does not wait behind changes that keep it: a manager stopping
-// changes every group's candidates, and status must show the new holders first.
-func TestAHolderChangeTakesTheFirstTurn(t *testing.T) {
-	var strained atomic.Bool
-	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
-	s := newStatusTurns(strained.Load, clk)
-	take := func(name string, urgent bool, want time.Duration) {
-		t.Helper()
-		if got := s.take(types.NamespacedName{Name: name}, urgent); got != want {
-			t.Fatalf("%s: wait %s, want %s", name, got, want)
-		}
-	}
-	s.take(types.NamespacedName{Name: "before"}, false)
-	s.done(250 * time.Millisecond)
-	strained.Store(true)
-	take("a", false, 0)
-	for i, name := range []string{"b", "c", "d", "e"} {
-		take(name, false, time.Duration(i+1)*250*time.Millisecond)
-	}
-	// The first turn after a's write, not the fifth.
-	take("new-holder", true, 250*time.Millisecond)
-	// e waited for a candidate list, and its holder changed: it moves up, behind
-	// the holder change that came first.
-	take("e", true, 500*time.Millisecond)
-	// The others' turns go back by one for each.
-	take("f", false, 1750*time.Millisecond)
-	// A holder change whose own turn is sooner keeps it.
-	take("b", true, 250*time.Millisecond)
 }
