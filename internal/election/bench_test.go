@@ -291,13 +291,13 @@ func (p *oursProcess) leads(key types.NamespacedName) bool {
 
 func (p *oursProcess) crash() {
 	p.proxy.SetMode(testutil.Refuse)
-	p.reg.StopAll()
+	p.reg.StopAll(time.Time{})
 }
 
 func (p *oursProcess) losses() int64 { return p.lost.Load() }
 
 func (p *oursProcess) close() {
-	p.reg.StopAll()
+	p.reg.StopAll(time.Time{})
 	p.cancel()
 	p.proxy.Close()
 }

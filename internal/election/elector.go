@@ -65,10 +65,6 @@ type Options struct {
 	// runs against its deadline. 0 means 32; negative means no cap. Used by
 	// NewRegistry only.
 	MaxConcurrentWrites int
-	// StopWithin bounds how long Registry.StopAll paces the releases of a graceful
-	// stop; what is left then is released at once. 0 means 10s, a third of
-	// Kubernetes' default grace period. Used by NewRegistry only.
-	StopWithin time.Duration
 
 	// writes are the Registry's shared write slots (nil: no cap).
 	writes *writeSlots
@@ -80,8 +76,6 @@ type Options struct {
 // informer's watches and other requests on the same connection, and is more than a
 // 2-core kube-apiserver works on at once.
 const defaultMaxConcurrentWrites = 32
-
-const defaultStopWithin = 10 * time.Second
 
 // Elector competes for one Lease as one identity, from Start until Stop, leading and
 // following as often as the election goes back and forth. An Elector runs one

@@ -117,7 +117,7 @@ func startProcess(t *testing.T, id string, rec *recorder, namespaces ...string) 
 	p.reg = NewRegistry(p.client.CoordinationV1(), p.leases, testr.NewWithOptions(t, testr.Options{Verbosity: 2}).WithName(id), Options{})
 	t.Cleanup(func() {
 		close(p.requests.unhang)
-		p.reg.StopAll()
+		p.reg.StopAll(time.Time{})
 		cancel()
 		proxy.Close()
 	})
@@ -153,6 +153,8 @@ type requestCounter struct {
 	putDelay atomic.Int64
 	// failPuts fails that many next lease PUTs at once, as a reset connection would.
 	failPuts atomic.Int32
+	// releaseDelay holds every release (a PUT of a Lease with no holder) that long.
+	releaseDelay atomic.Int64
 	// releasing counts the releases (PUTs of a Lease with no holder) in flight, and
 	// mostReleasing the most there were at once.
 	releasing, mostReleasing atomic.Int32
@@ -183,6 +185,13 @@ func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 				if isRelease(body) {
 					c.releaseStarts()
 					defer c.releasing.Add(-1)
+					if d := time.Duration(c.releaseDelay.Load()); d > 0 {
+						select {
+						case <-time.After(d):
+						case <-req.Context().Done():
+							return nil, req.Context().Err()
+						}
+					}
 				}
 			}
 			if verb == http.MethodPut && c.hangPuts.Load() {

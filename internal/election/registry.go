@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sort"
 	"sync"
+	"time"
 
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/klog/v2"
@@ -39,9 +40,6 @@ func NewRegistry(client coordinationv1client.LeasesGetter, leases *LeaseInformer
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
-	}
-	if opts.StopWithin == 0 {
-		opts.StopWithin = defaultStopWithin
 	}
 	opts.pace = newPacer(opts.Clock, logger)
 	return &Registry{client: client, leases: leases, logger: logger, opts: opts, electors: map[string]*Elector{}}
@@ -127,9 +125,9 @@ func (r *Registry) Stop(key string) bool {
 // API server together, and every group waits out the whole burst leaderless. A
 // few at a time, each group waits only for its own takeover, and the pace is the
 // server's: a release returns when it is done with it. Whatever has not stopped
-// within Options.StopWithin then stops at once, so that a slow server cannot make
-// the process outlive its grace period while it still leads.
-func (r *Registry) StopAll() {
+// by deadline then stops at once (a zero deadline: everything at once), so that a
+// slow server cannot make the process outlive its grace period while it leads.
+func (r *Registry) StopAll(deadline time.Time) {
 	r.mu.Lock()
 	all := r.electors
 	r.electors, r.stopped = map[string]*Elector{}, true
@@ -154,9 +152,9 @@ func (r *Registry) StopAll() {
 		}
 	}
 	window := make(chan struct{}, releaseWindow)
-	budget := r.opts.Clock.NewTimer(r.opts.StopWithin)
+	budget := r.opts.Clock.NewTimer(max(deadline.Sub(r.opts.Clock.Now()), 0))
 	defer budget.Stop()
-	spent := false
+	spent := !r.opts.Clock.Now().Before(deadline)
 	for _, e := range leaders {
 		if !spent {
 			select {

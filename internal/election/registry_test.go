@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -58,7 +57,7 @@ func TestManyLeasesShareOneInformer(t *testing.T) {
 		t.Errorf("p1, leading %d leases, made %d lease GET requests", n, d)
 	}
 
-	p1.reg.StopAll()
+	p1.reg.StopAll(time.Now().Add(10 * time.Second))
 	stopped := time.Now()
 	eventually(t, 10*time.Second, "p2 to lead every lease", leadsAll("p2"))
 	list, err := admin.CoordinationV1().Leases(ns).List(context.Background(), metav1.ListOptions{})
@@ -86,7 +85,7 @@ func TestNoElectorStartsAfterStopAll(t *testing.T) {
 	p := startProcess(t, "a", rec, ns)
 	key := types.NamespacedName{Namespace: ns, Name: "lock"}
 	p.join(t, key, fast)
-	p.reg.StopAll()
+	p.reg.StopAll(time.Time{})
 	cfg := fast
 	cfg.Lease, cfg.Identity = types.NamespacedName{Namespace: ns, Name: "late"}, "a"
 	if e, err := p.reg.Ensure("late", cfg, Callbacks{}); err == nil || e != nil {
@@ -105,29 +104,28 @@ func TestStopAllReleasesAFewAtATime(t *testing.T) {
 	rec := newRecorder(t)
 	p1, p2 := startProcess(t, "p1", rec, ns), startProcess(t, "p2", rec, ns)
 	keys := joinAll(t, rec, ns, 3*releaseWindow, p1, p2)
-	// Writes that take a while, so that releases sent together overlap.
-	p1.requests.putDelay.Store(int64(100 * time.Millisecond))
-	p1.reg.StopAll()
+	// Releases that take a while, so that those sent together overlap.
+	p1.requests.releaseDelay.Store(int64(100 * time.Millisecond))
+	p1.reg.StopAll(time.Now().Add(time.Minute))
 	if most := p1.requests.mostReleasing.Load(); most > releaseWindow || most < 2 {
 		t.Errorf("%d releases in flight at once, want 2 to %d", most, releaseWindow)
 	}
 	eventually(t, 10*time.Second, "p2 to lead every lease", func() bool { return leadsAll(rec, keys, "p2") })
 }
 
-// A graceful stop that runs out of its StopWithin releases the rest at once: the
-// process must not outlive its grace period still leading.
+// A graceful stop that runs out of time releases the rest at once: the process must
+// not outlive its grace period still leading.
 func TestStopAllReleasesTheRestAtOnceWhenItsTimeRunsOut(t *testing.T) {
 	ns := newNamespace(t)
 	rec := newRecorder(t)
 	p1, p2 := startProcess(t, "p1", rec, ns), startProcess(t, "p2", rec, ns)
-	p1.reg = NewRegistry(p1.client.CoordinationV1(), p1.leases, testr.New(t), Options{StopWithin: 200 * time.Millisecond})
 	n := 3 * releaseWindow
 	keys := joinAll(t, rec, ns, n, p1, p2)
 	// Paced, three rounds of releases would take three delays.
 	const delay = 1500 * time.Millisecond
-	p1.requests.putDelay.Store(int64(delay))
+	p1.requests.releaseDelay.Store(int64(delay))
 	start := time.Now()
-	p1.reg.StopAll()
+	p1.reg.StopAll(start.Add(200 * time.Millisecond))
 	if took := time.Since(start); took > 2*delay {
 		t.Errorf("StopAll took %s; its time ran out after 200ms, and a release takes %s", took, delay)
 	}

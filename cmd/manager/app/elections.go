@@ -89,13 +89,19 @@ func setUpElections(ctx context.Context, mgr ctrl.Manager, o *Options) error {
 		// A graceful stop first removes the presence Lease, so that this instance is
 		// no longer a candidate (nobody hands a Lease back to it), then releases every
 		// Lease it leads, a few at a time, so others take over each at once.
+		releaseBy := time.Now().Add(releaseWithin)
 		presence.Stop()
 		err := deletePresence(clientset, presenceCfg.Lease)
-		registry.StopAll()
+		registry.StopAll(releaseBy)
 		r.Writer.Stop()
 		return err
 	}))
 }
+
+// releaseWithin bounds how long a graceful stop paces its releases, from SIGTERM
+// on: a third of Kubernetes' default grace period (the chart's too), which leaves
+// the rest for the releases still in flight then, each bounded by its renewDeadline.
+const releaseWithin = 10 * time.Second
 
 // lockConfig is an elector config on the manager's own timings.
 func (o *Options) lockConfig(name string) election.Config {
