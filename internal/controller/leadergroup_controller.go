@@ -97,6 +97,7 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, err
 	}
 	if !r.Writer.IsLeader() {
+		r.turns.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	if r.own.stale(group) {
@@ -111,9 +112,11 @@ func (r *LeaderGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	in, later := r.observe(group, lease, plan, pods)
 	status, events := computeStatus(in)
 	var turnIn time.Duration
-	if !equality.Semantic.DeepEqual(group.Status, status) {
+	if equality.Semantic.DeepEqual(group.Status, status) {
+		r.turns.forget(req.NamespacedName) // nothing to write: no turn to wait for
+	} else {
 		// While the API server is strained, the group's changes gather until its turn.
-		if turnIn = r.turns.take(req.NamespacedName); turnIn == 0 {
+		if turnIn = r.turns.take(req.NamespacedName, urgent(&group.Status, &status)); turnIn == 0 {
 			if err := r.writeStatus(ctx, group, status, events); err != nil {
 				return ctrl.Result{}, err
 			}
@@ -290,7 +293,7 @@ func (r *LeaderGroupReconciler) writeStatus(ctx context.Context, group *v1alpha1
 	group.Status = status
 	sent := r.Clock.Now()
 	err := r.Status().Patch(ctx, group, patch)
-	r.turns.done(r.Clock.Now().Sub(sent))
+	r.turns.done(client.ObjectKeyFromObject(group), r.Clock.Now().Sub(sent), err != nil)
 	if err != nil {
 		return fmt.Errorf("writing the status: %w", err)
 	}
@@ -314,7 +317,7 @@ func (r *LeaderGroupReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	}
 	r.presence = newPresence(r.Writer.Config().Lease, r.Leases.Tracker(), r.Leases.Get, r.Writer.Config().LeaseDuration)
 	r.own = newOwnWrites()
-	r.turns = newStatusTurns(r.Electors.Strained, r.Clock)
+	r.turns = newStatusTurns(r.Electors.Strained, r.Clock, func(g types.NamespacedName) { r.wake([]types.NamespacedName{g}, false) })
 	r.expiry = newExpiryWatch(r.Leases.Tracker(), r.Leases.Get, clock.RealClock{}, r.wake)
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.LeaderGroup{}, leaseIndex, func(o client.Object) []string {
 		return []string{groups.Lease(o.(*v1alpha1.LeaderGroup)).String()}
