@@ -25,17 +25,17 @@ type result struct {
 	// the taker's reaction (release seen -> takeover sent), the takeover write.
 	releaseWrite, takerReact, takerWrite []time.Duration
 	stopSpan                             time.Duration // SIGTERM -> the last release seen
-	lost                     int
-	sentPerSec               [2]int   // Lease writes by the second of their renewTime: median, most
-	incomplete               bool     // a phase timed out: its numbers leave out what never happened
-	requests                 counters // per group per minute, steady window
-	hasStatus                bool
-	statusPerMin             float64
-	statusPerTransition      float64
-	refusedPerTransition     float64 // Lease writes refused with a conflict: races lost
-	reconcilesPerSec         float64
-	cpuPct, rssMiB           float64 // the three members: CPU summed, RSS the largest
-	apiserverPct, etcdPct    float64
+	lost                                 int
+	sentPerSec                           [2]int   // Lease writes by the second of their renewTime: median, most
+	incomplete                           bool     // a phase timed out: its numbers leave out what never happened
+	requests                             counters // per group per minute, steady window
+	hasStatus                            bool
+	statusPerMin                         float64
+	statusPerTransition                  float64
+	refusedPerTransition                 float64 // Lease writes refused with a conflict: races lost
+	reconcilesPerSec                     float64
+	cpuPct, rssMiB                       float64 // the three members: CPU summed, RSS the largest
+	apiserverPct, etcdPct                float64
 }
 
 // printTable prints one column per run, one row per measure.
